@@ -1,0 +1,5 @@
+import sys
+
+from railvision.cli import main
+
+sys.exit(main())
