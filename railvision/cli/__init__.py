@@ -26,7 +26,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="railvision", description="Find and classify freight rolling stock in photos.")
+    parser = argparse.ArgumentParser(
+        prog="railvision", description="Find and classify freight rolling stock in photos."
+    )
     parser.add_argument("--version", action="version", version=f"railvision {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = next((a for a in argv if not a.startswith("-")), None)

@@ -1,0 +1,87 @@
+"""``railvision detect``: counts per class for each image, optional JSON and annotated copies."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+
+from railvision.draw import draw_detections
+from railvision.engine import Detector
+from railvision.errors import RailvisionError
+from railvision.images import iter_images, load_image
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Model and threshold flags shared by every command that runs the engine."""
+    parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: models/railvision-n.onnx)")
+    parser.add_argument("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
+    parser.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold for classic heads (default 0.7)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
+    parser.add_argument("--tile", choices=["auto", "on", "off"], default="auto", help="tiled inference (default auto)")
+
+
+def load_detector(args: argparse.Namespace) -> Detector:
+    return Detector(args.model, device=args.device, conf=args.conf, iou=args.iou)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="images or folders (searched recursively)")
+    add_model_arguments(parser)
+    parser.add_argument("--save-annotated", type=Path, metavar="DIR", help="write copies with boxes drawn here")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write all detections as JSON")
+
+
+def _table_row(cells: list[str], widths: list[int]) -> str:
+    return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        detector = load_detector(args)
+    except (RailvisionError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    files = [f for p in args.paths for f in (iter_images(p) if p.is_dir() else [p])]
+    if not files:
+        print("error: no images found in the given paths", file=sys.stderr)
+        return 2
+    print(f"model {detector.model_path.name} on {detector.provider}, input {detector.imgsz[1]}x{detector.imgsz[0]}")
+    names = list(detector.class_names)
+    width = max(len(str(f)) for f in files)
+    widths = [max(width, 5), *(max(len(n), 3) for n in names), 5, 7]
+    print(_table_row(["image", *names, "total", "ms"], widths))
+    report, failed = [], 0
+    if args.save_annotated:
+        args.save_annotated.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        start = time.perf_counter()
+        try:
+            image = load_image(path)
+            result = detector.detect(image, tile=args.tile)
+        except RailvisionError as exc:
+            failed += 1
+            print(f"{str(path).ljust(widths[0])}  error: {exc}")
+            report.append({"path": str(path), "error": str(exc), "error_kind": getattr(exc, "kind", "error")})
+            continue
+        ms = (time.perf_counter() - start) * 1e3
+        counts = result.counts()
+        print(_table_row([str(path), *(str(counts[n]) for n in names), str(len(result)), f"{ms:.0f}"], widths))
+        report.append({"path": str(path), **result.to_dict(), "tiles": result.meta["tiles"]})
+        if args.save_annotated:
+            target = args.save_annotated / f"{path.stem}.jpg"
+            cv2.imwrite(str(target), draw_detections(image, result))
+    done = len(files) - failed
+    totals = {n: sum(r.get("counts", {}).get(n, 0) for r in report) for n in names}
+    print(_table_row(["total", *(str(totals[n]) for n in names), str(sum(totals.values())), ""], widths))
+    print(f"{done} image(s) processed, {failed} failed")
+    if args.json:
+        args.json.write_text(json.dumps({"model": detector.model_path.name, "images": report}, indent=2))
+        print(f"detections written to {args.json}")
+    if args.save_annotated:
+        print(f"annotated copies written to {args.save_annotated}")
+    return 1 if failed else 0

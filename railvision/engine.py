@@ -1,0 +1,338 @@
+"""The inference engine: an exported railvision ONNX model on onnxruntime, no PyTorch.
+
+``Detector`` reads everything it needs (class names, input size, stride, head type)
+from the model's own metadata, preprocesses exactly like Ultralytics (so the same
+weights give the same boxes), runs real batches where the model allows it and, for
+large scenes, slices the image into overlapping tiles.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, overload
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from railvision import tiling
+from railvision.detections import Detections
+from railvision.errors import DeviceUnavailableError, ModelError
+from railvision.images import ImageSource, load_image
+from railvision.taxonomy import CLASS_NAMES, parse_class_filter
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODEL = MODELS_DIR / "railvision-n.onnx"
+PAD_VALUE = 114  # Ultralytics' letterbox grey
+MAX_NMS = 30000  # candidates kept before NMS, as Ultralytics
+CLASS_OFFSET = 7680  # per-class box offset that makes one NMS class-aware, as Ultralytics
+
+Tile = Literal["auto", "on", "off"]
+
+
+def default_model_path() -> Path:
+    """``$RAILVISION_MODEL`` or the shipped ``models/railvision-n.onnx``."""
+    path = Path(os.environ.get("RAILVISION_MODEL", DEFAULT_MODEL))
+    if not path.is_file():
+        raise ModelError(f"model not found: {path} (pass --model or set RAILVISION_MODEL)")
+    return path
+
+
+@dataclass(frozen=True, slots=True)
+class Letterbox:
+    """How an image was fitted into the model input, to map boxes back."""
+
+    gain_x: float
+    gain_y: float
+    pad_x: int
+    pad_y: int
+
+
+def letterbox(image: np.ndarray, size_hw: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
+    """Resize keeping aspect ratio and pad with grey to ``size_hw``: Ultralytics' ``LetterBox``, centred."""
+    h0, w0 = image.shape[:2]
+    h1, w1 = size_hw
+    r = min(h1 / h0, w1 / w0)
+    new_w, new_h = max(round(w0 * r), 1), max(round(h0 * r), 1)
+    if (w0, h0) != (new_w, new_h):
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    dw, dh = (w1 - new_w) / 2, (h1 - new_h) / 2
+    top, bottom = round(dh - 0.1), round(dh + 0.1)
+    left, right = round(dw - 0.1), round(dw + 0.1)
+    image = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3)
+    return image, Letterbox(new_w / w0, new_h / h0, left, top)
+
+
+def unletterbox(xyxy: np.ndarray, box: Letterbox, image_wh: tuple[int, int]) -> np.ndarray:
+    """Model-input boxes back to original-image pixels, clipped to the image."""
+    out = xyxy.astype(np.float32, copy=True)
+    out[:, [0, 2]] = (out[:, [0, 2]] - box.pad_x) / box.gain_x
+    out[:, [1, 3]] = (out[:, [1, 3]] - box.pad_y) / box.gain_y
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, image_wh[0])
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, image_wh[1])
+    return out
+
+
+def to_blob(images: Sequence[np.ndarray], dtype: np.dtype = np.float32) -> np.ndarray:
+    """Letterboxed BGR uint8 images to an NCHW RGB tensor scaled to [0, 1]."""
+    batch = np.stack(images)[..., ::-1].transpose(0, 3, 1, 2)
+    out = np.empty(batch.shape, dtype=dtype)
+    np.multiply(batch, np.float32(1 / 255), out=out, casting="unsafe")
+    return out
+
+
+def nms(xyxy: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Greedy non-maximum suppression; indices kept, highest score first."""
+    x1, y1, x2, y2 = xyxy.T
+    areas = (x2 - x1) * (y2 - y1)
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        i, rest = order[0], order[1:]
+        keep.append(i)
+        w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
+        h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
+        inter = w * h
+        order = rest[inter / (areas[i] + areas[rest] - inter + 1e-9) <= iou]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def decode_end2end(pred: np.ndarray, conf: float, classes: list[int] | None, max_det: int) -> np.ndarray:
+    """YOLO26-style (300, 6) rows of x1 y1 x2 y2 score class: filter only, the model already de-duplicated."""
+    keep = pred[:, 4] > conf
+    if classes is not None:
+        keep &= np.isin(pred[:, 5].astype(np.int64), classes)
+    return pred[keep][:max_det]
+
+
+def decode_classic(pred: np.ndarray, conf: float, iou: float, classes: list[int] | None, max_det: int) -> np.ndarray:
+    """Classic (4 + nc, anchors) head: best class per anchor, then class-aware NMS. Rows as ``decode_end2end``."""
+    pred = pred.T
+    scores = pred[:, 4:]
+    cls = scores.argmax(1)
+    best = scores[np.arange(len(cls)), cls]
+    keep = best > conf
+    if classes is not None:
+        keep &= np.isin(cls, classes)
+    xywh, best, cls = pred[keep, :4], best[keep], cls[keep]
+    if len(best) > MAX_NMS:
+        top = np.argsort(-best, kind="stable")[:MAX_NMS]
+        xywh, best, cls = xywh[top], best[top], cls[top]
+    xyxy = np.concatenate([xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2], axis=1)
+    kept = nms(xyxy + cls[:, None] * CLASS_OFFSET, best, iou)[:max_det]
+    return np.concatenate([xyxy[kept], best[kept, None], cls[kept, None].astype(np.float32)], axis=1)
+
+
+def _literal(value: str | None, default: object) -> object:
+    if value is None:
+        return default
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
+class Detector:
+    """Rolling-stock detector on onnxruntime.
+
+    >>> detector = Detector()                    # the shipped model, CUDA if it really runs, else CPU
+    >>> result = detector.detect("photo.jpg")    # -> Detections
+    >>> result.counts()["tank_car"]
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike | None = None,
+        device: str = "auto",
+        conf: float = 0.25,
+        iou: float = 0.7,
+        imgsz: int | None = None,
+        threads: int | None = None,
+        max_det: int = 300,
+        batch: int = 8,
+        max_pixels: int | None = None,
+    ) -> None:
+        self.model_path = Path(model_path) if model_path is not None else default_model_path()
+        if not self.model_path.is_file():
+            raise ModelError(f"model not found: {self.model_path}")
+        self.conf, self.iou, self.max_det, self.max_pixels = conf, iou, max_det, max_pixels
+        self._check_thresholds(conf, iou, max_det)
+        self.session = self._open_session(device, threads)
+        self.provider = self.session.get_providers()[0]
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.metadata: dict[str, str] = dict(meta)
+        model_input = self.session.get_inputs()[0]
+        self.input_name = model_input.name
+        self.input_dtype = np.float16 if model_input.type == "tensor(float16)" else np.float32
+        n, _, h, w = model_input.shape
+        self.max_batch = n if isinstance(n, int) else batch
+        dynamic = not (isinstance(h, int) and isinstance(w, int))
+        size = _literal(meta.get("imgsz"), None)
+        size = [size, size] if isinstance(size, int) else size
+        if imgsz is not None:
+            if not dynamic and (h, w) != (imgsz, imgsz):
+                raise ModelError(f"this model has a fixed input of {w}x{h}; imgsz={imgsz} needs a --dynamic export")
+            size = [imgsz, imgsz]
+        self.imgsz: tuple[int, int] = tuple(size) if size else (h, w)  # type: ignore[assignment]
+        self.stride = int(_literal(meta.get("stride"), 32))  # type: ignore[arg-type]
+        names = _literal(meta.get("names"), None)
+        self.class_names: tuple[str, ...] = (
+            tuple(names[i] for i in sorted(names)) if isinstance(names, dict) else CLASS_NAMES
+        )
+        self.head = self._head_kind(meta)
+        self.model_hash = hashlib.sha256(self.model_path.read_bytes()).hexdigest()
+
+    @staticmethod
+    def _check_thresholds(conf: float, iou: float, max_det: int) -> None:
+        if not 0 <= conf <= 1 or not 0 <= iou <= 1:
+            raise ValueError(f"conf and iou must be within [0, 1], got conf={conf}, iou={iou}")
+        if max_det < 1:
+            raise ValueError(f"max_det must be at least 1, got {max_det}")
+
+    def _open_session(self, device: str, threads: int | None) -> ort.InferenceSession:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        kind, _, index = device.partition(":")
+        if kind not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda[:N], got {device!r}")
+        want_cuda = kind in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers()
+        if kind == "cuda" and not want_cuda:
+            raise DeviceUnavailableError(
+                "device='cuda' but this onnxruntime has no CUDA provider "
+                f"(available: {', '.join(ort.get_available_providers())}); install the 'gpu' extra"
+            )
+        providers: list = ["CPUExecutionProvider"]
+        if want_cuda:
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(index or 0)}))
+        try:
+            session = ort.InferenceSession(str(self.model_path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises several private exception types
+            if want_cuda and kind == "cuda":
+                raise DeviceUnavailableError(f"CUDA could not run this model: {exc}") from None
+            raise ModelError(f"cannot load {self.model_path}: {exc}") from None
+        if kind == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
+            raise DeviceUnavailableError("device='cuda' but the CUDA provider failed to start (see onnxruntime's log)")
+        return session
+
+    def _head_kind(self, meta: dict[str, str]) -> str:
+        declared = meta.get("railvision_head")
+        if declared in ("end2end", "classic"):
+            return declared
+        shape = self.session.get_outputs()[0].shape
+        return "end2end" if shape[-1] == 6 else "classic"
+
+    @property
+    def input_wh(self) -> tuple[int, int]:
+        return self.imgsz[1], self.imgsz[0]
+
+    def run(self, blob: np.ndarray) -> np.ndarray:
+        """One ``session.run`` on a preprocessed NCHW batch (chunked to the model's batch size)."""
+        outputs = [
+            self.session.run(None, {self.input_name: blob[i : i + self.max_batch]})[0]
+            for i in range(0, len(blob), self.max_batch)
+        ]
+        return np.concatenate(outputs) if len(outputs) > 1 else outputs[0]
+
+    def _predict(
+        self, frames: list[np.ndarray], conf: float, iou: float, classes: list[int] | None, max_det: int
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Boxes (in each frame's pixels), scores and class ids for BGR frames, as real batches."""
+        boxed = [letterbox(frame, self.imgsz) for frame in frames]
+        raw = self.run(to_blob([b[0] for b in boxed], self.input_dtype)).astype(np.float32, copy=False)
+        results = []
+        for pred, (_, box), frame in zip(raw, boxed, frames, strict=True):
+            if self.head == "end2end":
+                rows = decode_end2end(pred, conf, classes, max_det)
+            else:
+                rows = decode_classic(pred, conf, iou, classes, max_det)
+            xyxy = unletterbox(rows[:, :4], box, (frame.shape[1], frame.shape[0]))
+            results.append((xyxy, rows[:, 4].copy(), rows[:, 5].astype(np.int64)))
+        return results
+
+    def _tiled(
+        self,
+        frame: np.ndarray,
+        full: tuple[np.ndarray, np.ndarray, np.ndarray],
+        conf: float,
+        iou: float,
+        classes: list[int] | None,
+        max_det: int,
+    ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], int]:
+        """Detect on overlapping native-resolution slices and merge them with the full-frame pass."""
+        height, width = frame.shape[:2]
+        windows = tiling.plan_tiles(width, height, min(self.imgsz))
+        parts, sources, cuts = [full], [np.full(len(full[1]), -1)], [np.zeros(len(full[1]), dtype=bool)]
+        for start in range(0, len(windows), self.max_batch):
+            chunk = windows[start : start + self.max_batch]
+            crops = [frame[y1:y2, x1:x2] for x1, y1, x2, y2 in chunk]
+            for k, ((xyxy, score, cls), window) in enumerate(
+                zip(self._predict(crops, conf, iou, classes, max_det), chunk, strict=True)
+            ):
+                xyxy = xyxy + np.array(window[:2] * 2, dtype=np.float32)
+                parts.append((xyxy, score, cls))
+                sources.append(np.full(len(score), start + k))
+                cuts.append(tiling.cut_by_seam(xyxy, window, (width, height)))
+        xyxy, score, cls = tiling.merge_tiles(
+            np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]),
+            np.concatenate(sources),
+            np.concatenate(cuts),
+        )
+        return (xyxy[:max_det], score[:max_det], cls[:max_det]), len(windows)
+
+    @overload
+    def detect(self, images: ImageSource, **kwargs: object) -> Detections: ...
+    @overload
+    def detect(self, images: list[ImageSource], **kwargs: object) -> list[Detections]: ...
+
+    def detect(
+        self,
+        images: ImageSource | list[ImageSource],
+        *,
+        conf: float | None = None,
+        iou: float | None = None,
+        classes: str | list[str] | list[int] | None = None,
+        max_det: int | None = None,
+        tile: Tile = "off",
+    ) -> Detections | list[Detections]:
+        """Detect rolling stock in one image (-> ``Detections``) or a list (-> list, run as batches).
+
+        Images are paths, encoded bytes or BGR arrays. ``tile``: ``off``; ``on`` slices every image
+        into overlapping model-sized tiles; ``auto`` does so only where the frame is much larger
+        than the model input and what the full-frame pass found is small (or nothing).
+        """
+        single = not isinstance(images, list)
+        batch = [images] if single else images
+        conf = self.conf if conf is None else conf
+        iou = self.iou if iou is None else iou
+        max_det = self.max_det if max_det is None else max_det
+        self._check_thresholds(conf, iou, max_det)
+        if tile not in ("auto", "on", "off"):
+            raise ValueError(f"tile must be auto, on or off, got {tile!r}")
+        class_ids = parse_class_filter(classes)
+        start = time.perf_counter()
+        frames = [load_image(image, self.max_pixels) for image in batch]
+        decoded = time.perf_counter()
+        found = self._predict(frames, conf, iou, class_ids, max_det)
+        results = []
+        for frame, full in zip(frames, found, strict=True):
+            size = (frame.shape[1], frame.shape[0])
+            tiles = 0
+            if tile == "on" or (tile == "auto" and tiling.needs_tiling(size, self.imgsz, full[0])):
+                full, tiles = self._tiled(frame, full, conf, iou, class_ids, max_det)
+            results.append(Detections(*full, image_size=size, class_names=self.class_names, meta={"tiles": tiles}))
+        done = time.perf_counter()
+        timing = {"decode_ms": (decoded - start) * 1e3 / len(batch), "infer_ms": (done - decoded) * 1e3 / len(batch)}
+        for result in results:
+            result.meta["timing"] = timing
+        return results[0] if single else results
