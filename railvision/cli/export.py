@@ -1,0 +1,71 @@
+"""``railvision export``: ``.pt`` to ONNX with railvision metadata, verified against PyTorch."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from railvision.cli.common import config_from_args
+from railvision.export import (
+    HEADS,
+    INT8_CONF,
+    INT8_MEAN_IOU,
+    INT8_RECALL,
+    PARITY_CONF,
+    PARITY_IOU,
+    ExportConfig,
+    export,
+)
+from railvision.ultralytics_env import missing_training_extra
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Export a trained .pt to ONNX, add railvision metadata, and check the ONNX file through the engine "
+        f"against PyTorch on sample images (each box IoU >= {PARITY_IOU}, confidence within {PARITY_CONF}); "
+        "exits non-zero if they disagree."
+    )
+    parser.add_argument("--weights", type=Path, required=True, help="trained checkpoint (.pt)")
+    parser.add_argument("--out", type=Path, help="output .onnx (default: next to the weights)")
+    parser.add_argument("--imgsz", type=int, help="square input size (default: the training size)")
+    parser.add_argument("--dynamic", action="store_true", help="dynamic batch and image size")
+    parser.add_argument("--half", action="store_true", help="FP16 weights, for the CUDA provider (needs a GPU)")
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help=f"also write NAME-int8.onnx (onnxruntime static quantisation, calibrated on --calib); kept only if "
+        f"it finds >= {INT8_RECALL:.0%} of the FP32 boxes at conf {INT8_CONF} (same class, IoU >= 0.5) "
+        f"with mean IoU >= {INT8_MEAN_IOU}, else removed and the exit code is 1",
+    )
+    parser.add_argument("--calib", type=Path, help="folder of calibration / verification images")
+    parser.add_argument("--opset", type=int, help="ONNX opset (default: Ultralytics' choice)")
+    parser.add_argument(
+        "--head", choices=HEADS, default="end2end", help="end2end: NMS-free (N,300,6); classic: (N,4+nc,A) + NMS"
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu or a CUDA index for export and the check")
+
+
+def run(args: argparse.Namespace) -> int:
+    if message := missing_training_extra("export"):
+        print(message, file=sys.stderr)
+        return 2
+    if not args.weights.is_file():
+        print(f"weights not found: {args.weights}", file=sys.stderr)
+        return 2
+    cfg = config_from_args(ExportConfig, args)
+    try:
+        result = export(cfg)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for message in result.messages:
+        print(message)
+    for key, value in result.metadata.items():
+        print(f"  {key}: {value}")
+    if not result.parity_ok:
+        print(f"error: {result.onnx} does not reproduce the PyTorch model; do not ship it", file=sys.stderr)
+        return 1
+    if cfg.int8 and result.int8 is None:
+        return 1
+    return 0

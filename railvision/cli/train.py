@@ -1,0 +1,59 @@
+"""``railvision train``: train or fine-tune a detector on a YOLO dataset (needs the ``train`` extra)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from railvision.cli.common import config_from_args
+from railvision.train import AUGMENTATIONS, PRETRAINED_WEIGHTS, SHIPPED_WEIGHTS, TrainConfig, train
+from railvision.ultralytics_env import missing_training_extra
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, required=True, help="dataset data.yaml (YOLO layout)")
+    parser.add_argument(
+        "--weights",
+        help=f"start checkpoint (.pt), Ultralytics model name or .yaml; default {SHIPPED_WEIGHTS} if present, "
+        f"else {PRETRAINED_WEIGHTS} if present, else yolo26n.yaml from scratch",
+    )
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--imgsz", type=int, default=640, help="square training size in pixels")
+    parser.add_argument("--batch", type=int, default=16, help="batch size (-1: Ultralytics auto on CUDA)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, 0, 0,1 ...")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run (--weights LAST.pt or PROJECT/NAME)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--augment", choices=list(AUGMENTATIONS), default="mixed", help="domain augmentation set (default mixed)"
+    )
+    parser.add_argument(
+        "--synthetic", type=int, default=0, metavar="N", help="mix N freshly generated synthetic images into training"
+    )
+    parser.add_argument("--project", type=Path, default=Path("runs/train"), help="parent folder of runs")
+    parser.add_argument("--name", default="exp", help="run name (Ultralytics appends a number if it exists)")
+    parser.add_argument("--workers", type=int, default=4, help="dataloader worker processes")
+
+
+def run(args: argparse.Namespace) -> int:
+    if message := missing_training_extra("train"):
+        print(message, file=sys.stderr)
+        return 2
+    cfg = config_from_args(TrainConfig, args)
+    if not cfg.resume and not cfg.data.is_file():
+        print(f"data file not found: {cfg.data}", file=sys.stderr)
+        return 2
+    try:
+        result = train(cfg)
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"trained in {result.seconds:.0f} s from {result.weights} on {result.data}")
+    print(f"weights: {result.best} (best), {result.last} (last)")
+    print(f"metrics: {result.save_dir / 'results.csv'}")
+    print(f"plots:   {result.save_dir}/*.png")
+    print(json.dumps({k: round(v, 4) for k, v in result.metrics.items()}, indent=1))
+    return 0

@@ -1,0 +1,197 @@
+"""Train or fine-tune a detector: a thin layer over Ultralytics training.
+
+What railvision adds: a sensible default starting checkpoint, albumentations
+domain augmentation for long-range ground photos and overhead crops (handed to
+Ultralytics' own ``augmentations=`` hook), optional mixing-in of synthetic data,
+and an offline-safe Ultralytics setup. torch and Ultralytics are imported only
+inside the functions that train.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from railvision.taxonomy import CLASS_NAMES
+from railvision.ultralytics_env import amp_setting, import_ultralytics, resolve_device
+
+SHIPPED_WEIGHTS = Path("models/railvision-n.pt")
+PRETRAINED_WEIGHTS = Path("../shared/pretrained/yolo26n-coco-partial.pt")
+SCRATCH_MODEL = "yolo26n.yaml"
+
+# Albumentations transforms as data: (class name, keyword arguments). Probabilities are low on
+# purpose: each photo gets at most a couple of degradations on top of Ultralytics' own mosaic,
+# HSV and flip augmentation.
+GROUND_TRANSFORMS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("RandomFog", {"fog_coef_range": (0.1, 0.35), "alpha_coef": 0.08, "p": 0.15}),  # long-range haze / fog
+    ("Defocus", {"radius": (1, 3), "alias_blur": (0.1, 0.3), "p": 0.1}),  # telephoto focus miss
+    ("MotionBlur", {"blur_limit": (3, 7), "p": 0.1}),  # hand-held long lens
+    ("GridDistortion", {"num_steps": 10, "distort_limit": (-0.04, 0.04), "p": 0.1}),  # heat shimmer
+    ("RandomGamma", {"gamma_limit": (100, 220), "p": 0.15}),  # low light (gamma > 1 darkens)
+    ("GaussNoise", {"std_range": (0.02, 0.08), "p": 0.2}),  # sensor noise
+)
+OVERHEAD_ORIENTATION: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("RandomRotate90", {"p": 0.5}),  # north is arbitrary in a crop
+    ("VerticalFlip", {"p": 0.5}),
+)
+OVERHEAD_PHOTOMETRIC: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("Downscale", {"scale_range": (0.35, 0.8), "p": 0.3}),  # coarser ground resolution
+    ("RandomBrightnessContrast", {"brightness_limit": 0.25, "contrast_limit": 0.25, "p": 0.4}),  # sun angle
+    # pan-sharpening colour fringes
+    ("ChromaticAberration", {"primary_distortion_limit": 0.05, "secondary_distortion_limit": 0.05, "p": 0.2}),
+)
+JPEG: tuple[tuple[str, dict[str, Any]], ...] = (("ImageCompression", {"quality_range": (30, 90), "p": 0.3}),)
+# "mixed" leaves out the overhead rotations: an upside-down train never occurs in a ground photo.
+AUGMENTATIONS: dict[str, tuple[tuple[str, dict[str, Any]], ...]] = {
+    "ground": GROUND_TRANSFORMS + JPEG,
+    "overhead": OVERHEAD_ORIENTATION + OVERHEAD_PHOTOMETRIC + JPEG,
+    "mixed": GROUND_TRANSFORMS + OVERHEAD_PHOTOMETRIC + JPEG,
+    "none": (),
+}
+
+
+@dataclass
+class TrainConfig:
+    data: Path
+    weights: str | None = None  # None: default_weights()
+    epochs: int = 100
+    imgsz: int = 640
+    batch: int = 16
+    device: str = "auto"
+    resume: bool = False
+    seed: int = 0
+    augment: str = "mixed"
+    synthetic: int = 0
+    project: Path = Path("runs/train")
+    name: str = "exp"
+    workers: int = 4
+    extra: dict[str, Any] = field(default_factory=dict)  # passed through to Ultralytics unchanged
+
+
+@dataclass
+class TrainResult:
+    save_dir: Path
+    best: Path
+    last: Path
+    metrics: dict[str, float]
+    seconds: float
+    data: Path  # the data.yaml actually trained on (the merged one with --synthetic)
+    weights: str
+
+
+def default_weights() -> tuple[str, str]:
+    """Starting checkpoint and why it was chosen: shipped model, else partial COCO start, else scratch."""
+    if SHIPPED_WEIGHTS.is_file():
+        return str(SHIPPED_WEIGHTS), "fine-tuning the shipped model"
+    if PRETRAINED_WEIGHTS.is_file():
+        return str(PRETRAINED_WEIGHTS), "starting from the partly COCO-pretrained YOLO26n"
+    return SCRATCH_MODEL, f"no {SHIPPED_WEIGHTS} or {PRETRAINED_WEIGHTS}: training from scratch"
+
+
+def domain_augmentations(kind: str) -> list:
+    """Fresh albumentations transform objects for ``ground``, ``overhead``, ``mixed`` or ``none``."""
+    if kind not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation set {kind!r}; choose from {', '.join(AUGMENTATIONS)}")
+    import albumentations as A
+
+    return [getattr(A, name)(**kwargs) for name, kwargs in AUGMENTATIONS[kind]]
+
+
+def synthetic_available() -> bool:
+    return importlib.util.find_spec("railvision.synth") is not None
+
+
+def generate_synthetic(n: int, out_dir: Path, seed: int, imgsz: int) -> Path:
+    """Render ``n`` synthetic images with ``railvision synth`` and return its data.yaml."""
+    if not synthetic_available():
+        raise RuntimeError("--synthetic is not available: the railvision.synth package is not installed in this copy")
+    from railvision.cli import main
+
+    code = main(["synth", "--out", str(out_dir), "--n", str(n), "--seed", str(seed), "--imgsz", str(imgsz)])
+    if code != 0 or not (out_dir / "data.yaml").is_file():
+        raise RuntimeError(f"synthetic data generation failed (exit code {code}); see the messages above")
+    return out_dir / "data.yaml"
+
+
+def merge_datasets(real: Path, synthetic: Path, out: Path) -> Path:
+    """Write a data.yaml training on both sets' train splits and validating on the real set only."""
+    import yaml
+
+    def split_paths(data_yaml: Path, split: str) -> list[str]:
+        spec = yaml.safe_load(data_yaml.read_text())
+        root = Path(spec.get("path") or data_yaml.parent)
+        if not root.is_absolute():
+            root = (data_yaml.parent / root).resolve()
+        entries = spec.get(split) or []
+        return [str((root / e).resolve()) for e in ([entries] if isinstance(entries, str) else entries)]
+
+    real_spec = yaml.safe_load(real.read_text())
+    merged = {
+        "train": split_paths(real, "train") + split_paths(synthetic, "train"),
+        "val": split_paths(real, "val"),
+        "names": real_spec["names"],
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "data.yaml"
+    path.write_text(yaml.safe_dump(merged, sort_keys=False))
+    return path
+
+
+def dataset_names(data_yaml: Path) -> list[str]:
+    import yaml
+
+    names = yaml.safe_load(Path(data_yaml).read_text()).get("names", [])
+    return [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names)
+
+
+def train(cfg: TrainConfig, log=print) -> TrainResult:
+    """Run one Ultralytics training and return where its outputs went."""
+    import_ultralytics()
+    from ultralytics import YOLO
+
+    if cfg.weights:
+        weights, why = cfg.weights, "given"
+    elif cfg.resume:
+        weights, why = str(Path(cfg.project) / cfg.name / "weights" / "last.pt"), "resuming"
+    else:
+        weights, why = default_weights()
+    log(f"weights: {weights} ({why})")
+    data = Path(cfg.data)
+    names = dataset_names(data)
+    if names != list(CLASS_NAMES):
+        log(f"note: dataset classes {names} differ from the package taxonomy {list(CLASS_NAMES)}")
+    if cfg.synthetic > 0:
+        synth_dir = Path(cfg.project) / f"{cfg.name}-synthetic"
+        log(f"generating {cfg.synthetic} synthetic images into {synth_dir}")
+        synth_yaml = generate_synthetic(cfg.synthetic, synth_dir, cfg.seed, cfg.imgsz)
+        data = merge_datasets(data, synth_yaml, synth_dir / "merged")
+        log(f"training on {data} (real + synthetic; validation on the real set)")
+
+    device = resolve_device(cfg.device)
+    model = YOLO(weights)
+    start = time.perf_counter()
+    if cfg.resume:
+        model.train(resume=True, device=device, workers=cfg.workers)
+    else:
+        model.train(
+            data=str(data),
+            epochs=cfg.epochs,
+            imgsz=cfg.imgsz,
+            batch=cfg.batch,
+            device=device,
+            seed=cfg.seed,
+            project=str(Path(cfg.project).resolve()),
+            name=cfg.name,
+            workers=cfg.workers,
+            amp=amp_setting(device),
+            augmentations=domain_augmentations(cfg.augment) or None,
+            **cfg.extra,
+        )
+    seconds = time.perf_counter() - start
+    trainer = model.trainer
+    save_dir = Path(trainer.save_dir)
+    metrics = {k: float(v) for k, v in (trainer.metrics or {}).items()}
+    return TrainResult(save_dir, Path(trainer.best), Path(trainer.last), metrics, seconds, data, weights)
