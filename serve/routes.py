@@ -1,0 +1,157 @@
+"""The HTTP API: ``/v1`` (detect, model) behind the optional API key; health, metrics and the page."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from pydantic import ValidationError
+
+from railvision.detections import Detections
+from railvision.draw import draw_detections
+from railvision.errors import ImageError
+from railvision.images import encode_jpeg, load_image
+from serve.batcher import Result
+from serve.errors import ServiceError, invalid_parameters
+from serve.schemas import DetectParams, DetectResponse, ErrorResponse, ModelInfo
+from serve.service import ReadyService, ServiceDep, require_api_key
+from serve.uploads import IMAGE_FIELDS, Upload, read_uploads
+
+INDEX_HTML = Path(__file__).parent / "static" / "index.html"
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 413, 415, 422, 503, 504)
+}
+DETECT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        IMAGE_FIELDS[0]: {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        IMAGE_FIELDS[1]: {"type": "string", "format": "binary"},
+                    },
+                    "description": "image files; detection parameters may also be sent as form fields",
+                }
+            },
+            "application/json": {"schema": {"$ref": "#/components/schemas/DetectJSON"}},
+        },
+    }
+}
+
+v1 = APIRouter(prefix="/v1", tags=["detection"], dependencies=[Depends(require_api_key)], responses=ERRORS)
+public = APIRouter(tags=["service"])
+
+
+async def _decode(upload: Upload, max_pixels: int) -> tuple[np.ndarray, float]:
+    """Decode off the event loop (header checks first, so a bomb is refused before allocating)."""
+    start = time.perf_counter()
+    try:
+        image = await asyncio.to_thread(load_image, upload.data, max_pixels)
+    except ImageError as exc:
+        raise ServiceError.from_image_error(exc, upload.name) from None
+    return image, (time.perf_counter() - start) * 1e3
+
+
+def _annotate(image: np.ndarray, detections: Detections) -> str:
+    return base64.b64encode(encode_jpeg(draw_detections(image, detections))).decode("ascii")
+
+
+async def _answer(upload: Upload, image: np.ndarray, decode_ms: float, result: Result, annotated: bool) -> dict:
+    found = result.detections
+    answer = {
+        "name": upload.name,
+        **found.to_dict(),
+        "tiles": found.meta["tiles"],
+        "timing": {
+            "decode_ms": round(decode_ms, 2),
+            "queue_ms": round(result.queue_ms, 2),
+            "infer_ms": round(found.meta["timing"]["infer_ms"], 2),
+            "batch_size": result.batch_size,
+        },
+    }
+    if annotated:
+        answer["annotated"] = await asyncio.to_thread(_annotate, image, found)
+    return answer
+
+
+@v1.post("/detect", response_model=DetectResponse, openapi_extra=DETECT_BODY, summary="Detect rolling stock")
+async def detect(request: Request, query: Annotated[DetectParams, Query()], service: ReadyService) -> JSONResponse:
+    """Images as multipart ``files`` (or ``file``) or JSON base64; parameters in the query string or the body.
+
+    One answer per image, in the order sent. Any bad image fails the whole request with a 4xx naming it.
+    """
+    started = time.perf_counter()
+    settings = service.settings
+    try:
+        async with asyncio.timeout(settings.request_timeout_s):
+            uploads, fields = await read_uploads(request, settings.max_upload_bytes)
+            try:
+                params = DetectParams.model_validate(query.model_dump(exclude_unset=True) | fields)
+            except ValidationError as exc:
+                raise invalid_parameters(exc.errors()) from None
+            if not uploads:
+                raise ServiceError(400, "no_images", "no images: send multipart field 'files' or JSON 'images'")
+            if len(uploads) > settings.max_images:
+                raise ServiceError(
+                    413, "too_many_images", f"{len(uploads)} images in one request, the limit is {settings.max_images}"
+                )
+            decoded = await asyncio.gather(*(_decode(u, settings.max_pixels) for u in uploads))
+            results = await service.batcher.submit([image for image, _ in decoded], params.engine_kwargs())
+            images = await asyncio.gather(
+                *(
+                    _answer(upload, image, ms, result, params.annotated)
+                    for upload, (image, ms), result in zip(uploads, decoded, results, strict=True)
+                )
+            )
+    except TimeoutError:
+        raise ServiceError(504, "timeout", f"the request took over {settings.request_timeout_s:g} s") from None
+    service.metrics.images.inc(len(images))
+    total_ms = round((time.perf_counter() - started) * 1e3, 2)
+    return JSONResponse({"model": service.detector.model_hash, "images": images, "timing": {"total_ms": total_ms}})
+
+
+@v1.get("/model", response_model=ModelInfo, summary="The loaded model")
+async def model(service: ReadyService) -> dict:
+    detector = service.detector
+    return {
+        "name": detector.model_path.name,
+        "class_names": list(detector.class_names),
+        "input_size": {"width": detector.input_wh[0], "height": detector.input_wh[1]},
+        "head": detector.head,
+        "provider": detector.provider,
+        "hash": detector.model_hash,
+        "max_batch": service.settings.max_batch,
+        "card": {k: v for k, v in detector.metadata.items() if k != "names"},
+    }
+
+
+@public.get("/healthz", summary="Liveness")
+async def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@public.get("/readyz", summary="Readiness: 200 once the model is loaded", responses={503: {"model": dict}})
+async def readyz(service: ServiceDep) -> JSONResponse:
+    if service.batcher is None:
+        return JSONResponse({"ready": False, "reason": service.not_ready}, status_code=503)
+    return JSONResponse({"ready": True, "model": service.detector.model_path.name})
+
+
+@public.get("/metrics", dependencies=[Depends(require_api_key)], response_class=PlainTextResponse)
+async def metrics(service: ServiceDep) -> PlainTextResponse:
+    """Prometheus text format."""
+    return PlainTextResponse(service.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+@public.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def index() -> HTMLResponse:
+    """The drop-a-photo page: public itself; its API calls carry the key typed into it."""
+    return HTMLResponse(INDEX_HTML.read_text(encoding="utf-8"))
