@@ -54,12 +54,25 @@ class Letterbox:
     pad_y: int
 
 
-def letterbox(image: np.ndarray, size_hw: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
-    """Resize keeping aspect ratio and pad with grey to ``size_hw``: Ultralytics' ``LetterBox``, centred."""
+def fit_shape(height: int, width: int, size_hw: tuple[int, int], stride: int | None = None) -> tuple[int, int]:
+    """Model-input (h, w) for an image: ``size_hw``, or with ``stride`` the smallest stride-aligned
+    rectangle that holds the resized image (Ultralytics' ``auto`` letterbox, for dynamic-shape models)."""
+    if stride is None:
+        return size_hw
+    r = min(size_hw[0] / height, size_hw[1] / width)
+    new_w, new_h = max(round(width * r), 1), max(round(height * r), 1)
+    return new_h + (size_hw[0] - new_h) % stride, new_w + (size_hw[1] - new_w) % stride
+
+
+def letterbox(image: np.ndarray, size_hw: tuple[int, int], stride: int | None = None) -> tuple[np.ndarray, Letterbox]:
+    """Resize keeping aspect ratio and pad with grey: Ultralytics' centred ``LetterBox``.
+
+    Pads to ``size_hw``, or only up to a multiple of ``stride`` when one is given (``auto``).
+    """
     h0, w0 = image.shape[:2]
-    h1, w1 = size_hw
-    r = min(h1 / h0, w1 / w0)
+    r = min(size_hw[0] / h0, size_hw[1] / w0)
     new_w, new_h = max(round(w0 * r), 1), max(round(h0 * r), 1)
+    h1, w1 = fit_shape(h0, w0, size_hw, stride)
     if (w0, h0) != (new_w, new_h):
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     dw, dh = (w1 - new_w) / 2, (h1 - new_h) / 2
@@ -157,6 +170,7 @@ class Detector:
         max_det: int = 300,
         batch: int = 8,
         max_pixels: int | None = None,
+        rect: bool = True,
     ) -> None:
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
         if not self.model_path.is_file():
@@ -181,6 +195,8 @@ class Detector:
             size = [imgsz, imgsz]
         self.imgsz: tuple[int, int] = tuple(size) if size else (h, w)  # type: ignore[assignment]
         self.stride = int(_literal(meta.get("stride"), 32))  # type: ignore[arg-type]
+        # Dynamic-shape models take stride-aligned rectangles: a 16:9 photo runs at 640x384, not 640x640.
+        self.rect_stride = self.stride if dynamic and rect else None
         names = _literal(meta.get("names"), None)
         self.class_names: tuple[str, ...] = (
             tuple(names[i] for i in sorted(names)) if isinstance(names, dict) else CLASS_NAMES
@@ -242,20 +258,37 @@ class Detector:
         ]
         return np.concatenate(outputs) if len(outputs) > 1 else outputs[0]
 
+    def prepare(self, frame: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        """Letterbox one BGR frame for this model; thread-safe, so callers may run it in workers."""
+        return letterbox(frame, self.imgsz, self.rect_stride)
+
     def _predict(
-        self, frames: list[np.ndarray], conf: float, iou: float, classes: list[int] | None, max_det: int
+        self,
+        frames: list[np.ndarray],
+        conf: float,
+        iou: float,
+        classes: list[int] | None,
+        max_det: int,
+        letterboxed: list[tuple[np.ndarray, Letterbox]] | None = None,
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Boxes (in each frame's pixels), scores and class ids for BGR frames, as real batches."""
-        boxed = [letterbox(frame, self.imgsz) for frame in frames]
-        raw = self.run(to_blob([b[0] for b in boxed], self.input_dtype)).astype(np.float32, copy=False)
-        results = []
-        for pred, (_, box), frame in zip(raw, boxed, frames, strict=True):
-            if self.head == "end2end":
-                rows = decode_end2end(pred, conf, classes, max_det)
-            else:
-                rows = decode_classic(pred, conf, iou, classes, max_det)
-            xyxy = unletterbox(rows[:, :4], box, (frame.shape[1], frame.shape[0]))
-            results.append((xyxy, rows[:, 4].copy(), rows[:, 5].astype(np.int64)))
+        """Boxes (in each frame's pixels), scores and class ids for BGR frames.
+
+        Frames that letterbox to the same input shape run together as real ONNX batches.
+        """
+        boxed = letterboxed if letterboxed is not None else [self.prepare(frame) for frame in frames]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, (image, _) in enumerate(boxed):
+            groups.setdefault(image.shape, []).append(i)
+        results: list = [None] * len(frames)
+        for members in groups.values():
+            raw = self.run(to_blob([boxed[i][0] for i in members], self.input_dtype)).astype(np.float32, copy=False)
+            for i, pred in zip(members, raw, strict=True):
+                if self.head == "end2end":
+                    rows = decode_end2end(pred, conf, classes, max_det)
+                else:
+                    rows = decode_classic(pred, conf, iou, classes, max_det)
+                xyxy = unletterbox(rows[:, :4], boxed[i][1], (frames[i].shape[1], frames[i].shape[0]))
+                results[i] = (xyxy, rows[:, 4].copy(), rows[:, 5].astype(np.int64))
         return results
 
     def _tiled(
@@ -313,6 +346,29 @@ class Detector:
         """
         single = not isinstance(images, list)
         batch = [images] if single else images
+        start = time.perf_counter()
+        frames = [load_image(image, self.max_pixels) for image in batch]
+        decode_ms = (time.perf_counter() - start) * 1e3 / len(batch)
+        results = self.detect_frames(frames, conf=conf, iou=iou, classes=classes, max_det=max_det, tile=tile)
+        for result in results:
+            result.meta["timing"] = {"decode_ms": decode_ms, **result.meta["timing"]}
+        return results[0] if single else results
+
+    def detect_frames(
+        self,
+        frames: list[np.ndarray],
+        *,
+        conf: float | None = None,
+        iou: float | None = None,
+        classes: str | list[str] | list[int] | None = None,
+        max_det: int | None = None,
+        tile: Tile = "off",
+        letterboxed: list[tuple[np.ndarray, Letterbox]] | None = None,
+    ) -> list[Detections]:
+        """``detect`` for frames already decoded to BGR uint8 (and optionally letterboxed to ``imgsz``).
+
+        Lets a caller decode and letterbox in worker threads while this thread runs the model.
+        """
         conf = self.conf if conf is None else conf
         iou = self.iou if iou is None else iou
         max_det = self.max_det if max_det is None else max_det
@@ -321,9 +377,7 @@ class Detector:
             raise ValueError(f"tile must be auto, on or off, got {tile!r}")
         class_ids = parse_class_filter(classes)
         start = time.perf_counter()
-        frames = [load_image(image, self.max_pixels) for image in batch]
-        decoded = time.perf_counter()
-        found = self._predict(frames, conf, iou, class_ids, max_det)
+        found = self._predict(frames, conf, iou, class_ids, max_det, letterboxed)
         results = []
         for frame, full in zip(frames, found, strict=True):
             size = (frame.shape[1], frame.shape[0])
@@ -331,8 +385,7 @@ class Detector:
             if tile == "on" or (tile == "auto" and tiling.needs_tiling(size, self.imgsz, full[0])):
                 full, tiles = self._tiled(frame, full, conf, iou, class_ids, max_det)
             results.append(Detections(*full, image_size=size, class_names=self.class_names, meta={"tiles": tiles}))
-        done = time.perf_counter()
-        timing = {"decode_ms": (decoded - start) * 1e3 / len(batch), "infer_ms": (done - decoded) * 1e3 / len(batch)}
+        timing = {"infer_ms": (time.perf_counter() - start) * 1e3 / max(len(frames), 1)}
         for result in results:
             result.meta["timing"] = timing
-        return results[0] if single else results
+        return results

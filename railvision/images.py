@@ -168,8 +168,10 @@ def decode(data: bytes, max_pixels: int | None = None) -> np.ndarray:
         if data.rfind(b"\xff\xd9") < scan:  # libjpeg would silently grey-fill the missing part
             raise CorruptImageError("truncated JPEG: the image data ends before its end marker")
     buffer = np.frombuffer(data, dtype=np.uint8)
+    # JPEG has no alpha: decode it the way that applies EXIF orientation; keep alpha and depth for the rest.
+    flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR if fmt == "jpeg" else cv2.IMREAD_UNCHANGED
     try:
-        image = cv2.imdecode(buffer, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+        image = cv2.imdecode(buffer, flags)
     except cv2.error as exc:
         raise CorruptImageError(f"corrupt {fmt.upper()}: {str(exc).strip().splitlines()[-1]}") from None
     if image is None:
