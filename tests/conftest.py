@@ -7,7 +7,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from toy_models import BLUE, RED, build_oracle
 
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from toy_models import BLUE_CLASS, RED_CLASS
 
 from railvision import Detections, Detector, DeviceUnavailableError, ModelError
 from railvision.engine import letterbox, nms, unletterbox
 from railvision.tiling import merge_tiles, plan_tiles
-from toy_models import BLUE_CLASS, RED_CLASS
 
 SIZES = [(1000, 480), (480, 1000), (640, 640), (300, 200), (2500, 1400)]
 
@@ -126,7 +125,7 @@ def test_seam_object_is_counted_once_with_full_extent(oracle_model, make_scene):
 def test_merge_joins_cut_pieces_but_not_neighbours_in_one_tile():
     xyxy = np.array([[0, 0, 100, 50], [90, 0, 150, 50], [0, 0, 120, 50]], np.float32)
     # box 0 and 1 come from tile 0 (two cars in a line), box 2 from tile 1 and is cut by its seam
-    kept, conf, cls = merge_tiles(
+    kept, _, _ = merge_tiles(
         xyxy, np.array([0.9, 0.8, 0.7]), np.zeros(3, np.int64), np.array([0, 0, 1]), np.array([False, False, True])
     )
     assert len(kept) == 2  # the neighbours stay apart; the cut piece joins the first car
