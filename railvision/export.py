@@ -113,11 +113,13 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9)
 
 
-def compare(reference: Detections, test: Detections, conf: float, min_iou: float = 0.5) -> Comparison:
+def compare(
+    reference: Detections, test: Detections, conf: float, min_iou: float = 0.5, margin: float = THRESHOLD_MARGIN
+) -> Comparison:
     """Greedily pair each confident reference box with the best-overlapping same-class test box.
 
-    Only boxes at least ``THRESHOLD_MARGIN`` above ``conf`` count as required, so a box at 0.051 in
-    one model and 0.049 in the other is not a disagreement.
+    Only boxes at least ``margin`` above ``conf`` count as required, so a box at 0.051 in one
+    model and 0.049 in the other is not a disagreement.
     """
     result = Comparison()
     iou = box_iou(reference.xyxy, test.xyxy) if len(reference) and len(test) else np.zeros((len(reference), 0))
@@ -129,7 +131,7 @@ def compare(reference: Detections, test: Detections, conf: float, min_iou: float
         paired = j >= 0 and candidates[j] >= min_iou
         if paired:
             taken[j] = True
-        if reference.confidence[i] < conf + THRESHOLD_MARGIN:
+        if reference.confidence[i] < conf + margin:
             continue
         result.compared += 1
         if paired:
@@ -137,7 +139,7 @@ def compare(reference: Detections, test: Detections, conf: float, min_iou: float
             result.conf_deltas.append(abs(float(reference.confidence[i] - test.confidence[j])))
         else:
             result.missing += 1
-    result.extra = int(np.sum(~taken & (test.confidence >= conf + THRESHOLD_MARGIN)))
+    result.extra = int(np.sum(~taken & (test.confidence >= conf + margin)))
     return result
 
 

@@ -1,0 +1,368 @@
+"""Evaluate a model on a YOLO dataset split: COCO mAP, precision/recall, confusion, counting error.
+
+AP comes from faster-coco-eval (COCO's definition, 101-point interpolation); ignore
+regions become COCO crowd boxes, so detections on them count neither way. Everything
+"at the chosen confidence" (precision, recall, confusion matrix, counting error) uses
+one class-agnostic IoU >= 0.5 matching per image, after dropping detections that lie
+mostly (IoA >= 0.5) inside an ignore region. ONNX models run through the engine,
+``.pt`` models through Ultralytics (imported only then).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from railvision.data import IGNORE, ignore_path, label_path, load_dataset, read_label_lines, read_views
+from railvision.detections import Detections
+from railvision.export import box_iou, ultralytics_predict
+from railvision.images import load_image
+
+MATCH_IOU = 0.5
+IGNORE_IOA = 0.5
+AP_CONF = 0.001  # AP needs the whole ranking, not only what passes the chosen confidence
+ALL = "all"
+
+
+@dataclass
+class Truth:
+    """Ground truth of one image, in pixels."""
+
+    image: Path
+    xyxy: np.ndarray  # (N, 4)
+    class_id: np.ndarray  # (N,), indices into the evaluated class names
+    ignore: np.ndarray  # (M, 4) regions neither rewarded nor punished
+    size: tuple[int, int]  # (w, h)
+    view: str
+
+
+def _to_xyxy(rows: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    cx, cy, w, h = (rows[:, i] * size[i % 2] for i in range(4))
+    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32).reshape(-1, 4)
+
+
+def load_truth(data_yaml: str | Path, split: str = "val") -> tuple[list[Truth], list[str]]:
+    """Ground truth of a split and the evaluated class names (the dataset's, without ``ignore``)."""
+    dataset = load_dataset(data_yaml)
+    if split not in dataset.splits:
+        raise ValueError(f"{data_yaml} has no split {split!r} (has {', '.join(dataset.splits)})")
+    names = [n for n in dataset.names if n != IGNORE]
+    remap = np.array([names.index(n) if n != IGNORE else -1 for n in dataset.names], dtype=np.int64)
+    views = read_views(dataset)
+    truths = []
+    for image in dataset.splits[split]:
+        height, width = load_image(image).shape[:2]
+        rows = np.array([[float(v) for v in line] for line in read_label_lines(label_path(image))]).reshape(-1, 5)
+        ignore_rows = np.array([[float(v) for v in line] for line in read_label_lines(ignore_path(image))])
+        cls = remap[rows[:, 0].astype(np.int64)]
+        xyxy = _to_xyxy(rows[:, 1:], (width, height))
+        ignore = np.concatenate([xyxy[cls < 0], _to_xyxy(ignore_rows.reshape(-1, 4), (width, height))])
+        view = views.get(image.resolve(), ALL)
+        truths.append(Truth(image, xyxy[cls >= 0], cls[cls >= 0], ignore, (width, height), view))
+    return truths, names
+
+
+def predict(
+    model: str | Path,
+    images: Iterable[Path],
+    *,
+    conf: float,
+    iou: float,
+    device: str = "auto",
+    imgsz: int | None = None,
+) -> Iterator[Detections]:
+    """Detections per image for an ONNX model (the engine) or a ``.pt`` checkpoint (Ultralytics)."""
+    model = Path(model)
+    if model.suffix == ".onnx":
+        from railvision.engine import Detector
+
+        detector = Detector(model, device=device, conf=conf, iou=iou, imgsz=imgsz)
+        for image in images:
+            yield detector.detect(image)
+        return
+    from railvision.ultralytics_env import import_ultralytics, resolve_device
+
+    import_ultralytics()
+    from ultralytics import YOLO
+
+    yolo = YOLO(str(model))
+    size = imgsz or int((yolo.ckpt.get("train_args") or {}).get("imgsz", 640))
+    device = resolve_device("auto" if device in ("auto", "cuda") else device)
+    frames = (load_image(p) for p in images)
+    yield from ultralytics_predict(yolo, frames, imgsz=size, conf=conf, iou=iou, head="end2end", device=device)
+
+
+def _outside_ignore(det_xyxy: np.ndarray, ignore: np.ndarray) -> np.ndarray:
+    """Mask of detections not lying mostly inside an ignore region (intersection over detection area)."""
+    if not len(ignore) or not len(det_xyxy):
+        return np.ones(len(det_xyxy), dtype=bool)
+    lt = np.maximum(det_xyxy[:, None, :2], ignore[None, :, :2])
+    rb = np.minimum(det_xyxy[:, None, 2:], ignore[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area = np.prod(det_xyxy[:, 2:] - det_xyxy[:, :2], axis=1)[:, None] + 1e-9
+    return (inter / area).max(axis=1) < IGNORE_IOA
+
+
+def confusion(truth: Truth, det: Detections, nc: int) -> np.ndarray:
+    """(nc+1, nc+1) counts, rows predicted class, columns true class; index nc is background.
+
+    Column nc: detections matching nothing (false positives); row nc: missed objects.
+    """
+    matrix = np.zeros((nc + 1, nc + 1), dtype=np.int64)
+    iou = box_iou(det.xyxy, truth.xyxy) if len(det) and len(truth.xyxy) else np.zeros((len(det), len(truth.xyxy)))
+    pairs = np.argwhere(iou >= MATCH_IOU)
+    pairs = pairs[np.argsort(-iou[pairs[:, 0], pairs[:, 1]], kind="stable")]
+    used_d, used_t = set(), set()
+    for d, t in pairs:
+        if d not in used_d and t not in used_t:
+            used_d.add(d)
+            used_t.add(t)
+            matrix[det.class_id[d], truth.class_id[t]] += 1
+    for d in set(range(len(det))) - used_d:
+        matrix[det.class_id[d], nc] += 1
+    for t in set(range(len(truth.xyxy))) - used_t:
+        matrix[nc, truth.class_id[t]] += 1
+    return matrix
+
+
+def coco_precision(truths: list[Truth], dets: list[Detections], nc: int) -> np.ndarray:
+    """COCO precision table (10 IoU thresholds, 101 recall points, nc classes); -1 where a class has no truth."""
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    images, annotations, results = [], [], []
+    for i, (truth, det) in enumerate(zip(truths, dets, strict=True)):
+        images.append({"id": i, "width": truth.size[0], "height": truth.size[1]})
+        boxes = [(b, int(c), 0) for b, c in zip(truth.xyxy, truth.class_id, strict=True)]
+        boxes += [(b, c, 1) for b in truth.ignore for c in range(nc)]  # crowd boxes absorb matching detections
+        for b, c, crowd in boxes:
+            xywh = _xywh(b)
+            annotations.append(
+                {"id": len(annotations) + 1, "image_id": i, "category_id": c, "bbox": xywh}
+                | {"area": xywh[2] * xywh[3], "iscrowd": crowd}
+            )
+        results += [
+            {"image_id": i, "category_id": int(c), "bbox": _xywh(b), "score": float(s)}
+            for b, c, s in zip(det.xyxy, det.class_id, det.confidence, strict=True)
+        ]
+    has_truth = np.isin(np.arange(nc), np.concatenate([t.class_id for t in truths] or [np.zeros(0)]))
+    if not results:  # faster-coco-eval cannot load an empty result list; nothing found means zero precision
+        return np.where(has_truth, 0.0, -1.0)[None, None, :].repeat(10, 0).repeat(101, 1)
+    gt = COCO({"images": images, "annotations": annotations, "categories": [{"id": c} for c in range(nc)]})
+    ev = COCOeval_faster(gt, gt.loadRes(results), "bbox")
+    ev.params.maxDets = [1, 10, 300]  # the engine's max_det
+    ev.evaluate()
+    ev.accumulate()
+    return ev.eval["precision"][:, :, :, 0, -1]  # area "all", the largest maxDets
+
+
+def _xywh(b: np.ndarray) -> list[float]:
+    return [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]
+
+
+def class_ap(precision: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class AP50 and AP50-95 from a COCO precision table (NaN for classes without truth)."""
+    valid = precision > -1
+    masked = np.where(valid, precision, np.nan)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: classes without truth
+        return np.nanmean(masked[0], axis=0), np.nanmean(masked, axis=(0, 1))
+
+
+@dataclass
+class GroupMetrics:
+    images: int
+    instances: np.ndarray  # per class
+    ap50: np.ndarray  # per class, NaN without truth
+    ap: np.ndarray
+    precision: np.ndarray  # per class at the chosen confidence (NaN when nothing predicted / no truth)
+    recall: np.ndarray
+    confusion: np.ndarray  # (nc+1, nc+1), rows predicted, columns true, last = background
+    count_error: np.ndarray  # per class: mean |predicted - true| count per image
+    pr_curve: np.ndarray  # (101, nc) precision at IoU 0.5 over recall 0..1
+
+    def summary(self) -> dict:
+        def mean(values: np.ndarray) -> float | None:
+            present = values[self.instances > 0]
+            return _num(np.nanmean(present)) if present.size and not np.isnan(present).all() else None
+
+        return {
+            "images": self.images,
+            "instances": int(self.instances.sum()),
+            "mAP50": mean(self.ap50),
+            "mAP50-95": mean(self.ap),
+            "precision": mean(self.precision),
+            "recall": mean(self.recall),
+            "count_error": _num(self.count_error.mean()),
+        }
+
+
+def _num(value: float) -> float | None:
+    return None if np.isnan(value) else round(float(value), 5)
+
+
+def group_metrics(truths: list[Truth], dets: list[Detections], nc: int, conf: float) -> GroupMetrics:
+    """All metrics for one group of images; ``dets`` are the low-threshold detections used for AP."""
+    precision_table = coco_precision(truths, dets, nc)
+    ap50, ap = class_ap(precision_table)
+    matrix = np.zeros((nc + 1, nc + 1), dtype=np.int64)
+    count_error = np.zeros(nc)
+    instances = np.zeros(nc, dtype=np.int64)
+    for truth, det in zip(truths, dets, strict=True):
+        kept = det[(det.confidence >= conf) & _outside_ignore(det.xyxy, truth.ignore)]
+        matrix += confusion(truth, kept, nc)
+        true_counts = np.bincount(truth.class_id, minlength=nc)
+        count_error += np.abs(np.bincount(kept.class_id, minlength=nc) - true_counts)
+        instances += true_counts
+    tp = np.diag(matrix)[:nc].astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = tp / matrix[:nc].sum(axis=1)
+        recall = tp / matrix[:, :nc].sum(axis=0)
+    return GroupMetrics(
+        images=len(truths),
+        instances=instances,
+        ap50=ap50,
+        ap=ap,
+        precision=precision,
+        recall=recall,
+        confusion=matrix,
+        count_error=count_error / max(len(truths), 1),
+        pr_curve=precision_table[0],
+    )
+
+
+@dataclass
+class EvalResult:
+    names: list[str]
+    conf: float
+    overall: GroupMetrics
+    views: dict[str, GroupMetrics]
+
+    def to_dict(self) -> dict:
+        m = self.overall
+        per_class = {
+            name: {
+                "instances": int(m.instances[c]),
+                "AP50": _num(m.ap50[c]),
+                "AP50-95": _num(m.ap[c]),
+                "precision": _num(m.precision[c]),
+                "recall": _num(m.recall[c]),
+                "count_error": _num(m.count_error[c]),
+            }
+            for c, name in enumerate(self.names)
+        }
+        return {
+            "conf": self.conf,
+            "match_iou": MATCH_IOU,
+            "overall": m.summary(),
+            "per_class": per_class,
+            "views": {view: g.summary() for view, g in self.views.items()},
+            "confusion_matrix": {
+                "rows_predicted_cols_true": [*self.names, "background"],
+                "counts": m.confusion.tolist(),
+            },
+        }
+
+
+def evaluate(
+    model: str | Path,
+    data: str | Path,
+    split: str = "val",
+    conf: float = 0.25,
+    iou: float = 0.7,
+    device: str = "auto",
+    imgsz: int | None = None,
+) -> EvalResult:
+    """Run ``model`` over a dataset split and compute every metric, overall and per view."""
+    truths, names = load_truth(data, split)
+    raw = list(predict(model, [t.image for t in truths], conf=AP_CONF, iou=iou, device=device, imgsz=imgsz))
+    dets = [_to_dataset_classes(d, names) for d in raw]
+    nc = len(names)
+    views = sorted({t.view for t in truths})
+    by_view = {}
+    if views != [ALL]:
+        for view in views:
+            idx = [i for i, t in enumerate(truths) if t.view == view]
+            by_view[view] = group_metrics([truths[i] for i in idx], [dets[i] for i in idx], nc, conf)
+    return EvalResult(names, conf, group_metrics(truths, dets, nc, conf), by_view)
+
+
+def _to_dataset_classes(det: Detections, names: list[str]) -> Detections:
+    """Re-index the model's classes to the dataset's by name; classes the dataset lacks are dropped."""
+    lookup = np.array([names.index(n) if n in names else -1 for n in det.class_names], dtype=np.int64)
+    ids = lookup[det.class_id] if len(det) else det.class_id
+    kept = det[ids >= 0]
+    return Detections(
+        xyxy=kept.xyxy,
+        confidence=kept.confidence,
+        class_id=ids[ids >= 0],
+        image_size=det.image_size,
+        class_names=tuple(names),
+    )
+
+
+def save_report(result: EvalResult, out: Path) -> list[Path]:
+    """Write metrics.json, PR curves and the confusion matrix (PNG) into ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "metrics.json", out / "pr_curves.png", out / "confusion_matrix.png"]
+    written[0].write_text(json.dumps(result.to_dict(), indent=2))
+    m = result.overall
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    recall_points = np.linspace(0, 1, m.pr_curve.shape[0])
+    for c, name in enumerate(result.names):
+        if m.instances[c]:
+            ax.plot(recall_points, np.clip(m.pr_curve[:, c], 0, 1), label=f"{name} AP50 {m.ap50[c]:.3f}")
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title="precision-recall at IoU 0.5")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(written[1], dpi=120)
+    plt.close(fig)
+
+    labels = [*result.names, "background"]
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ax.imshow(m.confusion, cmap="Blues")
+    for (r, c), value in np.ndenumerate(m.confusion):
+        ax.text(c, r, str(value), ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set(xlabel="true", ylabel="predicted", title=f"confusion at conf {result.conf}, IoU {MATCH_IOU}")
+    fig.tight_layout()
+    fig.savefig(written[2], dpi=120)
+    plt.close(fig)
+    return written
+
+
+def format_table(result: EvalResult) -> str:
+    """Plain-text table: one row per class, then the overall row and one per view."""
+    header = f"{'class':<20}{'images':>8}{'inst':>7}{'P':>8}{'R':>8}{'mAP50':>8}{'mAP50-95':>10}{'cnt err':>9}"
+
+    def fmt(value: float | None) -> str:
+        return "-" if value is None or np.isnan(value) else f"{value:.3f}"
+
+    rows = [header]
+    m = result.overall
+    for c, name in enumerate(result.names):
+        cells = (m.precision[c], m.recall[c], m.ap50[c], m.ap[c])
+        rows.append(
+            f"{name:<20}{'':>8}{m.instances[c]:>7}"
+            + "".join(f"{fmt(v):>8}" for v in cells[:3])
+            + f"{fmt(cells[3]):>10}{fmt(m.count_error[c]):>9}"
+        )
+    for label, group in [(ALL, m), *(("view " + v, g) for v, g in result.views.items())]:
+        s = group.summary()
+        rows.append(
+            f"{label:<20}{s['images']:>8}{s['instances']:>7}"
+            + "".join(f"{fmt(s[k]):>8}" for k in ("precision", "recall", "mAP50"))
+            + f"{fmt(s['mAP50-95']):>10}{fmt(s['count_error']):>9}"
+        )
+    return "\n".join(rows)
