@@ -1,0 +1,45 @@
+"""``railvision serve``: the HTTP inference service (``serve.app``) under uvicorn.
+
+Flags override the ``RAILVISION_*`` environment variables; the API key is read from
+``RAILVISION_API_KEY`` only, so it never shows in the process list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: models/railvision-n.onnx)")
+    parser.add_argument("--device", default=None, help="auto, cpu or cuda[:N] (default auto)")
+    parser.add_argument("--max-batch", type=int, default=None, help="most images per inference batch (default 8)")
+    parser.add_argument("--max-wait-ms", type=float, default=None, help="wait for a batch to fill (default 5 ms)")
+    parser.add_argument("--max-queue", type=int, default=None, help="queued images before answering 503 (default 64)")
+    parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
+    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+        from pydantic import ValidationError
+
+        from serve.app import create_app
+        from serve.settings import Settings
+    except ImportError as exc:
+        print(
+            f"error: {exc.name} is missing; install the 'serve' extra: pip install 'railvision[serve]'", file=sys.stderr
+        )
+        return 2
+    flags = ("model", "device", "max_batch", "max_wait_ms", "max_queue", "threads")
+    try:
+        settings = Settings(**{k: getattr(args, k) for k in flags if getattr(args, k) is not None})
+    except ValidationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    return 0

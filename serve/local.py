@@ -1,0 +1,51 @@
+"""Run the service as a subprocess on a free loopback port: for tests, benchmarks and scripts."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def local_server(
+    model: str | os.PathLike, *flags: str, env: dict[str, str] | None = None, ready_timeout: float = 60
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``railvision serve`` on 127.0.0.1 (never another address); yields its base URL and process once ready."""
+    port = free_port()
+    command = [sys.executable, "-m", "railvision", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--model", str(Path(model)), "--log-level", "warning", *flags]
+    process = subprocess.Popen(command, env={**os.environ, **(env or {})})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the service exited with code {process.returncode} before it was ready")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/readyz", timeout=2, trust_env=False).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the service was not ready within {ready_timeout:g} s")
+            time.sleep(0.1)
+        yield url, process
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
