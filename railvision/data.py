@@ -410,13 +410,19 @@ def _check_label_file(path: Path, num_classes: int) -> _LabelFile:
             continue
         cx, cy, w, h = values
         edges = np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
-        if (values < 0).any() or (values > 1).any():
-            issues.append(Issue("out_of_range_box", path, f"line {n}: {' '.join(parts[1:])}"))
-        elif (edges < -EDGE_TOLERANCE).any() or (edges > 1 + EDGE_TOLERANCE).any():
-            issues.append(Issue("box_past_edge", path, f"line {n}: {' '.join(parts[1:])}"))
         x1, y1, x2, y2 = edges.clip(0, 1)
-        if x2 - x1 <= 1e-6 or y2 - y1 <= 1e-6:
-            issues.append(Issue("degenerate_box", path, f"line {n}: {' '.join(parts[1:])}"))
+        degenerate = x2 - x1 <= 1e-6 or y2 - y1 <= 1e-6
+        if (values < 0).any() or (values > 1).any():
+            kind = "out_of_range_box"
+        elif degenerate:
+            kind = "degenerate_box"
+        elif (edges < -EDGE_TOLERANCE).any() or (edges > 1 + EDGE_TOLERANCE).any():
+            kind = "box_past_edge"
+        else:
+            kind = None
+        if kind:
+            issues.append(Issue(kind, path, f"line {n}: {' '.join(parts[1:])}"))
+        if degenerate:  # nothing left inside the image: --fix drops it
             continue
         rows.append((cls, np.array([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1])))
     return _LabelFile(rows, issues)

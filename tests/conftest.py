@@ -35,3 +35,32 @@ def scene(width: int = 1000, height: int = 480, red: tuple | None = None, blue: 
 @pytest.fixture
 def make_scene():
     return scene
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 train + 4 val images of coloured rectangles (all five classes) at 160x128; returns data.yaml."""
+    from toy_data import make_dataset
+
+    return make_dataset(tmp_path_factory.mktemp("tiny"), {"train": 8, "val": 4}, classes=(0, 1, 2, 3, 4))[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A YOLO26n trained from scratch (yolo26n.yaml, no download) for 2 epochs at 64 px: export/eval fodder."""
+    pytest.importorskip("ultralytics", reason="training needs the 'train' extra")
+    from railvision.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        data=tiny_dataset,
+        weights="yolo26n.yaml",
+        epochs=2,
+        imgsz=64,
+        batch=8,
+        device="cpu",
+        workers=0,
+        augment="mixed",
+        project=tmp_path_factory.mktemp("runs"),
+        name="tiny",
+    )
+    return train(cfg).last
