@@ -1,0 +1,120 @@
+"""Evaluation returns known values: perfect predictions, a hand-computed AP, ignore regions, views."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from toy_data import make_dataset
+from toy_models import BLUE_CLASS, RED_CLASS
+
+from railvision import evaluate as ev
+from railvision.cli import main
+from railvision.detections import Detections
+from railvision.taxonomy import CLASS_NAMES
+
+
+def fake_model(monkeypatch: pytest.MonkeyPatch, boxes_per_image: list[list[tuple]]) -> None:
+    """Make ``evaluate`` see these detections, (class, conf, x1, y1, x2, y2) per image in split order."""
+
+    def predict(model, images, **kwargs):
+        for _, boxes in zip(images, boxes_per_image, strict=True):
+            rows = np.array(boxes, dtype=np.float32).reshape(-1, 6)
+            yield Detections(rows[:, 2:], rows[:, 1], rows[:, 0].astype(np.int64), (160, 128))
+
+    monkeypatch.setattr(ev, "predict", predict)
+
+
+def truth_as_detections(data_yaml: Path) -> list[list[tuple]]:
+    truths, _ = ev.load_truth(data_yaml, "val")
+    return [[(c, 0.9, *b) for b, c in zip(t.xyxy, t.class_id, strict=True)] for t in truths]
+
+
+def test_oracle_model_through_the_engine_scores_perfectly(oracle_model: Path, tmp_path: Path) -> None:
+    data_yaml, _ = make_dataset(tmp_path / "ds", {"val": 4}, size=(320, 256))
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", str(oracle_model), "--data", str(data_yaml), "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["overall"]["mAP50"] == 1.0
+    assert metrics["overall"]["precision"] == metrics["overall"]["recall"] == 1.0
+    assert metrics["overall"]["count_error"] == 0.0
+    assert metrics["per_class"]["tank_car"]["instances"] == 4
+    assert metrics["per_class"]["diesel_locomotive"]["AP50"] is None  # no truth: not averaged in
+    assert (out / "pr_curves.png").stat().st_size > 0 and (out / "confusion_matrix.png").stat().st_size > 0
+
+
+def test_perfect_predictions_give_map_one(monkeypatch, tmp_path: Path) -> None:
+    data_yaml, _ = make_dataset(tmp_path, {"val": 3})
+    fake_model(monkeypatch, truth_as_detections(data_yaml))
+    result = ev.evaluate("model.onnx", data_yaml)
+    summary = result.overall.summary()
+    assert summary["mAP50"] == summary["mAP50-95"] == 1.0
+    assert summary["precision"] == summary["recall"] == 1.0
+
+
+def test_known_ap_with_a_miss_and_a_false_positive(monkeypatch, tmp_path: Path) -> None:
+    """Two tank cars; the top-ranked detection is right, the second is wrong, one car is missed.
+
+    Precision is 1 up to recall 0.5 and nothing reaches beyond it, so COCO's 101-point AP50 is 51/101.
+    """
+    data_yaml, truth = make_dataset(tmp_path, {"val": 2}, classes=(RED_CLASS,))
+    (first, *_), _ = truth.values()
+    fake_model(monkeypatch, [[(RED_CLASS, 0.9, *first[1:])], [(RED_CLASS, 0.8, 0, 0, 3, 3)]])
+    result = ev.evaluate("model.onnx", data_yaml, conf=0.5)
+    assert result.overall.ap50[RED_CLASS] == pytest.approx(51 / 101)
+    assert result.overall.precision[RED_CLASS] == 0.5 and result.overall.recall[RED_CLASS] == 0.5
+    background = len(CLASS_NAMES)
+    assert result.overall.confusion[RED_CLASS, RED_CLASS] == 1
+    assert result.overall.confusion[RED_CLASS, background] == 1  # false positive
+    assert result.overall.confusion[background, RED_CLASS] == 1  # missed
+    assert result.overall.count_error[RED_CLASS] == 0.0  # one found per image, one true per image
+    # at a confidence above the false positive it disappears from P/R and counts
+    strict = ev.evaluate("model.onnx", data_yaml, conf=0.85)
+    assert strict.overall.precision[RED_CLASS] == 1.0 and strict.overall.count_error[RED_CLASS] == 0.5
+
+
+def test_wrong_class_lands_off_the_diagonal(monkeypatch, tmp_path: Path) -> None:
+    data_yaml, truth = make_dataset(tmp_path, {"val": 1}, classes=(RED_CLASS,))
+    (box,) = next(iter(truth.values()))
+    fake_model(monkeypatch, [[(BLUE_CLASS, 0.9, *box[1:])]])
+    result = ev.evaluate("model.onnx", data_yaml)
+    assert result.overall.confusion[BLUE_CLASS, RED_CLASS] == 1
+    assert result.overall.recall[RED_CLASS] == 0.0 and result.overall.ap50[RED_CLASS] == 0.0
+
+
+@pytest.mark.parametrize("how", ["sidecar", "class"])
+def test_ignore_regions_neither_reward_nor_punish(monkeypatch, tmp_path: Path, how: str) -> None:
+    data_yaml, truth = make_dataset(tmp_path, {"val": 1}, classes=(RED_CLASS, BLUE_CLASS))
+    image = next(iter(truth))
+    label = tmp_path / "labels" / "val" / f"{image.stem}.txt"
+    red_line, blue_line = label.read_text().splitlines()
+    if how == "sidecar":  # the blue box becomes an ignore region written by the importers
+        (tmp_path / "ignore" / "val").mkdir(parents=True)
+        (tmp_path / "ignore" / "val" / f"{image.stem}.txt").write_text(blue_line.split(" ", 1)[1] + "\n")
+        label.write_text(red_line + "\n")
+    else:  # a dataset class literally named "ignore"
+        data_yaml.write_text(data_yaml.read_text().replace("closed_wagon", "ignore"))
+    red, blue = truth[image]
+    # a confident detection on the ignore region outranks the true one
+    fake_model(monkeypatch, [[(BLUE_CLASS, 0.95, *blue[1:]), (RED_CLASS, 0.9, *red[1:]), (RED_CLASS, 0.95, *blue[1:])]])
+    result = ev.evaluate("model.onnx", data_yaml)
+    red_id = result.names.index("tank_car")
+    assert result.overall.ap50[red_id] == 1.0
+    assert result.overall.precision[red_id] == 1.0
+    assert result.overall.confusion[:, -1].sum() == 0  # no false positives at all
+
+
+def test_metrics_per_view(monkeypatch, tmp_path: Path) -> None:
+    data_yaml, truth = make_dataset(tmp_path, {"val": 4}, classes=(RED_CLASS,))
+    views = "image,view\n" + "".join(f"images/val/val_{i}.png,{'ground' if i < 2 else 'overhead'}\n" for i in range(4))
+    (tmp_path / "views.csv").write_text(views)
+    data_yaml.write_text(data_yaml.read_text() + "view_file: views.csv\n")
+    boxes = [b for bs in truth.values() for b in bs]
+    fake_model(monkeypatch, [[(RED_CLASS, 0.9, *b[1:])] if i < 2 else [] for i, b in enumerate(boxes)])
+    result = ev.evaluate("model.onnx", data_yaml)
+    assert result.views["ground"].summary()["mAP50"] == 1.0
+    assert result.views["overhead"].summary()["mAP50"] == 0.0
+    assert result.views["overhead"].summary()["images"] == 2
+    assert "view ground" in ev.format_table(result)
