@@ -1,0 +1,80 @@
+"""``railvision synth``: write a labelled synthetic YOLO dataset (see ``railvision.synth``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def default_backgrounds() -> Path | None:
+    """``$RAILVISION_BACKGROUNDS``, else ``../shared/backgrounds`` next to the repo or the cwd, if present."""
+    env = os.environ.get("RAILVISION_BACKGROUNDS")
+    if env is not None:
+        return Path(env) if env else None
+    for base in (REPO_ROOT, Path.cwd()):
+        candidate = base.parent / "shared" / "backgrounds"
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="output dataset folder")
+    parser.add_argument("--n", type=int, required=True, help="number of images")
+    parser.add_argument("--views", default="ground,overhead", help="comma list of ground, overhead")
+    parser.add_argument("--seed", type=int, default=0, help="same seed, same dataset byte for byte")
+    parser.add_argument("--imgsz", type=int, default=640, help="square image size in pixels (64-2048)")
+    parser.add_argument("--workers", type=int, default=max(1, os.cpu_count() or 1), help="worker processes")
+    parser.add_argument("--val-fraction", type=float, default=0.1, help="share of images in the val split")
+    parser.add_argument(
+        "--backgrounds",
+        type=Path,
+        default=None,
+        help="folder with ground/ and overhead/ photos (default: $RAILVISION_BACKGROUNDS or "
+        "../shared/backgrounds when present; procedural backgrounds otherwise)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="write into a non-empty folder that is not a synth output"
+    )
+
+
+def _fail(message: str) -> int:
+    print(f"railvision synth: error: {message}", file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    from railvision.synth import SynthError
+
+    views = tuple(v.strip() for v in args.views.split(",") if v.strip())
+    from railvision.synth.dataset import VIEWS, SynthConfig, generate, print_progress
+
+    bad = [v for v in views if v not in VIEWS]
+    if not views or bad:
+        return _fail(f"unknown view(s) {', '.join(bad) or '(none)'}; choose from {', '.join(VIEWS)}")
+    if args.n <= 0:
+        return _fail(f"--n must be a positive number of images, got {args.n}")
+    if not 64 <= args.imgsz <= 2048 or args.imgsz % 32:
+        return _fail(f"--imgsz must be a multiple of 32 between 64 and 2048, got {args.imgsz}")
+    if args.workers < 1:
+        return _fail(f"--workers must be at least 1, got {args.workers}")
+    if not 0.0 <= args.val_fraction < 1.0:
+        return _fail(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
+    backgrounds = args.backgrounds if args.backgrounds is not None else default_backgrounds()
+    if backgrounds is not None and not backgrounds.is_dir():
+        return _fail(f"--backgrounds {backgrounds} is not a folder")
+    cfg = SynthConfig(
+        args.out, args.n, tuple(dict.fromkeys(views)), args.seed, args.imgsz, args.val_fraction, backgrounds
+    )
+    try:
+        stats = generate(cfg, workers=args.workers, overwrite=args.overwrite, progress=print_progress)
+    except SynthError as exc:
+        return _fail(str(exc))
+    print(f"wrote {stats['images']} images ({stats['instances']} boxes, {stats['negatives']} negatives) to {args.out}")
+    for name, count in stats["instances_per_class"].items():
+        print(f"  {name}: {count}")
+    return 0

@@ -1,0 +1,113 @@
+"""Every randomised range of the generator, as data (the recipe in ``datasets/synth.md`` cites these).
+
+Lengths in metres, angles in degrees. ``(a, b)`` is a uniform range unless a name says ``log``.
+"""
+
+from __future__ import annotations
+
+# Consist: which vehicle kinds, and how often (weights); kind -> class name from the taxonomy.
+VEHICLE_KINDS: dict[str, tuple[str, float]] = {
+    "2te10": ("diesel_locomotive", 0.0),  # locomotives are chosen separately (0, 1 or 2 at the head)
+    "tem2": ("diesel_locomotive", 0.0),
+    "chme3": ("diesel_locomotive", 0.0),
+    "tank": ("tank_car", 3.0),
+    "tarp_flat": ("covered_flatbed", 2.5),
+    "boxcar": ("closed_wagon", 2.5),
+    "hopper": ("other_railcar", 0.7),
+    "gondola": ("other_railcar", 0.7),
+    "flat_empty": ("other_railcar", 0.4),
+    "flat_vehicles": ("other_railcar", 0.35),
+    "flat_container": ("other_railcar", 0.45),
+    "coach": ("other_railcar", 0.25),
+    "electric": ("other_railcar", 0.15),
+}
+LOCO_KINDS: dict[str, float] = {"2te10": 0.5, "tem2": 0.3, "chme3": 0.2}
+LOCO_COUNT_WEIGHTS = (0.35, 0.45, 0.2)  # P(0, 1, 2 locomotives) in a consist
+CARS_PER_CONSIST = (3, 40)
+BLOCK_PROB = 0.55  # a consist is often made of blocks of one kind (rows of tank cars)
+
+DIMENSIONS = {
+    "wheel_diameter": 0.95,
+    "bogie_wheelbase": 1.85,
+    "coupler_gap": 1.0,
+    "tank_length": (11.5, 13.0),
+    "tank_length_long": (15.0, 20.0),
+    "tank_diameter": (2.8, 3.2),
+    "boxcar_length": (14.7, 18.7),
+    "boxcar_height": (4.4, 4.8),
+    "flat_deck_length": (13.4, 19.6),
+    "tarp_load_height": (1.4, 3.2),  # above the 1.3 m deck
+    "loco_section_length": (17.0, 18.2),
+    "shunter_length": (16.5, 17.5),
+    "coach_length": (23.6, 25.0),
+    "gondola_length": (13.0, 14.5),
+    "hopper_length": (13.5, 15.0),
+    "track_spacing": (4.1, 5.3),
+    "gauge_1520": 1.52,
+    "gauge_1435": 1.435,
+    "sleeper_spacing": 0.55,
+}
+
+# Liveries (linear-ish RGB 0..1). Picked per vehicle, then faded/dirtied.
+LIVERIES = {
+    "loco_body": [(0.12, 0.28, 0.16), (0.10, 0.22, 0.13), (0.13, 0.22, 0.42), (0.55, 0.12, 0.10), (0.50, 0.50, 0.50)],
+    "loco_stripe": [(0.85, 0.70, 0.15), (0.75, 0.15, 0.10), (0.85, 0.80, 0.60), (0.80, 0.80, 0.78)],
+    "tank": [(0.06, 0.06, 0.06), (0.10, 0.10, 0.11), (0.18, 0.18, 0.19), (0.45, 0.46, 0.46), (0.60, 0.60, 0.58)],
+    "tank_band": [(0.70, 0.55, 0.10), (0.60, 0.12, 0.10), (0.80, 0.80, 0.78), (0.15, 0.30, 0.55)],
+    "boxcar": [(0.42, 0.17, 0.11), (0.45, 0.20, 0.13), (0.38, 0.16, 0.12), (0.45, 0.45, 0.44), (0.18, 0.30, 0.20)],
+    "boxcar_rare": [(0.18, 0.26, 0.40), (0.55, 0.50, 0.40)],
+    "tarp": [(0.16, 0.27, 0.13), (0.20, 0.30, 0.15), (0.24, 0.32, 0.18), (0.13, 0.21, 0.11), (0.30, 0.33, 0.20)],
+    "tarp_rare": [(0.45, 0.40, 0.27), (0.40, 0.41, 0.40), (0.18, 0.26, 0.40)],
+    "freight_misc": [(0.30, 0.15, 0.10), (0.40, 0.40, 0.40), (0.25, 0.22, 0.20), (0.45, 0.28, 0.15)],
+    "coach": [(0.12, 0.30, 0.18), (0.15, 0.25, 0.45), (0.50, 0.15, 0.12), (0.60, 0.60, 0.55)],
+    "container": [(0.55, 0.15, 0.10), (0.15, 0.30, 0.50), (0.10, 0.35, 0.25), (0.70, 0.55, 0.15), (0.65, 0.65, 0.62)],
+    "military": [(0.25, 0.28, 0.16), (0.33, 0.32, 0.22), (0.20, 0.22, 0.15)],
+    "building": [(0.65, 0.62, 0.56), (0.55, 0.52, 0.48), (0.50, 0.30, 0.22), (0.70, 0.70, 0.68), (0.45, 0.47, 0.50)],
+}
+
+VIEW_RANGES = {
+    "ground": {
+        "telephoto_prob": 0.75,
+        "focal_mm_tele": (100.0, 800.0),
+        "focal_mm_close": (28.0, 110.0),
+        "range_m_tele_log": (100.0, 3000.0),
+        "range_m_close_log": (35.0, 160.0),
+        "car_height_px_log": (10.0, 260.0),  # target apparent height of a car, picks range vs focal
+        "camera_height_m": (1.5, 35.0),
+        "view_angle_deg": (6.0, 90.0),  # between the line of sight and the track
+        "shallow_angle_prob": 0.5,  # then (6, 25) degrees: long lines of overlapping cars
+        "visibility_km_log": (2.0, 40.0),
+        "shimmer_px": (0.0, 1.6),
+    },
+    "overhead": {
+        "gsd_m": (0.15, 1.0),
+        "off_nadir_deg": (0.0, 18.0),
+        "tracks": (1, 9),
+        "haze": (0.0, 0.25),
+    },
+}
+
+LIGHT = {
+    "overcast_prob": 0.35,
+    "sun_elevation_deg": (8.0, 70.0),
+    "sun_intensity": (0.9, 1.3),
+    "ambient_sunny": (0.30, 0.45),
+    "ambient_overcast": (0.65, 0.9),
+}
+
+POST = {
+    "jpeg_quality": (38, 95),
+    "defocus_sigma_px": (0.0, 1.3),
+    "motion_blur_prob": 0.15,
+    "motion_blur_px": (2, 6),
+    "noise_sigma": (0.5, 6.0),
+    "colour_transfer": (0.15, 0.5),
+    "overhead_resample": (1.0, 2.2),
+    "pan_fringe_prob": 0.5,
+    "glass_prob": 0.08,
+}
+
+NEGATIVE_FRACTION = 0.10
+MIN_VISIBLE_FRACTION = 0.2
+MIN_BOX_PX = 3.0
+SUPERSAMPLE = 1

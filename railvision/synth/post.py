@@ -1,0 +1,237 @@
+"""Everything after rasterising: backgrounds, compositing, atmosphere, lens and sensor effects, JPEG.
+
+Most of the realism is here: the rendered layer is colour-matched to a real (or procedural)
+background, hazed like it, then blurred, shimmered, resampled and noised like a real camera
+or satellite product would. All functions take images as float32 RGB in [0, 1].
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from railvision.synth.params import POST
+from railvision.synth.render import RenderResult
+from railvision.synth.scene import Scene
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+NATIVE_GSD = (0.1, 0.3)  # metres per pixel of the overhead background tiles (not known exactly)
+
+
+class Backgrounds:
+    """Real background photos under ``root/ground`` and ``root/overhead``; procedural when absent."""
+
+    def __init__(self, root: Path | None) -> None:
+        self.files: dict[str, list[Path]] = {}
+        for view in ("ground", "overhead"):
+            folder = root / view if root else None
+            found = (
+                sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+                if folder and folder.is_dir()
+                else []
+            )
+            self.files[view] = found
+
+    def sample(self, rng: np.random.Generator, view: str, size: int, gsd: float = 0.0) -> np.ndarray:
+        """A ``size`` square background; overhead photos are rescaled from ``NATIVE_GSD`` to ``gsd``."""
+        files = self.files[view]
+        use_photo = bool(files) and rng.random() < 0.85
+        index = int(rng.integers(len(files))) if files else 0
+        if use_photo:
+            img = cv2.imread(str(files[index]), cv2.IMREAD_COLOR)
+            if img is not None:
+                if view == "overhead":  # to the scene's ground resolution; too coarse: procedural
+                    factor = rng.uniform(*NATIVE_GSD) / gsd
+                    img = cv2.resize(img, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+                if min(img.shape[:2]) >= (size if view == "overhead" else 128):
+                    return _random_crop(rng, img[..., ::-1], size, view)
+        return procedural_ground(rng, size) if view == "ground" else procedural_overhead(rng, size)
+
+
+def _random_crop(rng: np.random.Generator, img: np.ndarray, size: int, view: str) -> np.ndarray:
+    h, w = img.shape[:2]
+    side = size if view == "overhead" else int(min(h, w) * rng.uniform(0.55, 1.0))
+    y = int(rng.integers(0, h - side + 1))
+    x = int(rng.integers(0, w - side + 1))
+    crop = img[y : y + side, x : x + side]
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    if view == "overhead":
+        crop = np.rot90(crop, int(rng.integers(4)))
+    out = cv2.resize(
+        np.ascontiguousarray(crop), (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    )
+    return out.astype(np.float32) / 255.0
+
+
+def _smooth_noise(rng: np.random.Generator, size: int, cells: int, channels: int = 1) -> np.ndarray:
+    small = rng.random((cells, cells, channels)).astype(np.float32)
+    big = cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC)
+    return big.reshape(size, size, channels)
+
+
+def _fractal(rng: np.random.Generator, size: int, octaves: tuple[int, ...] = (3, 8, 24, 80)) -> np.ndarray:
+    out = np.zeros((size, size, 1), np.float32)
+    weight = 1.0
+    for cells in octaves:
+        out += weight * _smooth_noise(rng, size, cells)
+        weight *= 0.5
+    return out / (2.0 - weight * 2)
+
+
+def procedural_ground(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Sky gradient, a far ridge or tree line, and a field / water foreground."""
+    y = np.linspace(0, 1, size, dtype=np.float32)[:, None, None]
+    sky_top = (
+        np.array([0.45, 0.58, 0.75]) * rng.uniform(0.8, 1.15)
+        if rng.random() < 0.6
+        else np.full(3, rng.uniform(0.6, 0.85))
+    )
+    sky_bot = np.clip(sky_top + rng.uniform(0.1, 0.25), 0, 1)
+    img = sky_top + (sky_bot - sky_top) * y
+    horizon = rng.uniform(0.25, 0.6)
+    ridge = horizon - 0.12 * _smooth_noise(rng, size, 6)[:, :, 0].mean(axis=0) * rng.uniform(0.3, 1.5)
+    rows = np.arange(size)[:, None] / size
+    land = (rows > ridge[None, :])[..., None]
+    tone = np.array([(0.30, 0.36, 0.25), (0.40, 0.38, 0.30), (0.35, 0.37, 0.38), (0.25, 0.30, 0.20)][rng.integers(4)])
+    tex = _fractal(rng, size)
+    ground = tone * (0.7 + 0.6 * tex)
+    img = np.where(land, ground, img)
+    return np.clip(img, 0, 1).astype(np.float32)
+
+
+def procedural_overhead(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Fields, soil and paved patches with a few roads, seen from above."""
+    tones = np.array(
+        [(0.36, 0.38, 0.28), (0.45, 0.42, 0.35), (0.30, 0.34, 0.22), (0.50, 0.50, 0.48), (0.40, 0.36, 0.30)]
+    )
+    picks = tones[rng.integers(len(tones), size=3)]
+    a = _smooth_noise(rng, size, int(rng.integers(2, 6)))
+    b = _smooth_noise(rng, size, int(rng.integers(3, 9)))
+    img = np.where(a > 0.5, picks[0], np.where(b > 0.5, picks[1], picks[2])).astype(np.float32)
+    img *= 0.75 + 0.5 * _fractal(rng, size, (6, 20, 60, 160))
+    for _ in range(int(rng.integers(0, 4))):
+        p0 = rng.integers(0, size, 2)
+        p1 = rng.integers(0, size, 2)
+        cv2.line(
+            img,
+            tuple(int(v) for v in p0),
+            tuple(int(v) for v in p1),
+            tuple(float(v) for v in rng.uniform(0.4, 0.6, 3)),
+            int(rng.integers(3, 14)),
+        )
+    return np.clip(img, 0, 1).astype(np.float32)
+
+
+def haze_colour_for(scene: Scene, background: np.ndarray) -> np.ndarray:
+    """The haze takes the colour of the background's sky (top rows), pulled toward blue-grey."""
+    sky = background[: max(1, background.shape[0] // 6)].reshape(-1, 3).mean(axis=0)
+    base = np.asarray(scene.haze_colour, np.float32)
+    return np.clip(0.5 * base + 0.5 * np.maximum(sky, base * 0.7), 0.3, 0.95).astype(np.float32)
+
+
+def composite(
+    scene: Scene, result: RenderResult, background: np.ndarray, haze: np.ndarray, rng: np.random.Generator, size: int
+) -> np.ndarray:
+    """Rendered layer over the hazed background, with the layer's colours pulled toward the background's."""
+    rgba = result.rgba
+    if rgba.shape[0] != size:
+        rgba = cv2.resize(rgba, (size, size), interpolation=cv2.INTER_AREA)
+    fg, alpha = rgba[..., :3], rgba[..., 3:4]
+    bg = background
+    if scene.view == "ground":
+        h = 0.7 * (1.0 - np.exp(-scene.haze_beta * scene.background_distance))
+        bg = bg * (1 - h) + haze * h
+    solid = alpha[..., 0] > 0.5
+    if solid.sum() > 50:
+        fg_mean = (fg[solid] / alpha[solid]).mean(axis=0) + 1e-3
+        gains = np.clip(bg.reshape(-1, 3).mean(axis=0) / fg_mean, 0.6, 1.6)
+        gains = gains / gains.mean() * np.clip(gains.mean(), 0.8, 1.25)
+        s = rng.uniform(*POST["colour_transfer"])
+        fg = fg * ((1 - s) + s * gains)
+    out = fg + bg * (1 - alpha)
+    if scene.haze_veil > 0:
+        out = out * (1 - scene.haze_veil) + haze * scene.haze_veil
+    return np.clip(out, 0, 1).astype(np.float32)
+
+
+def _shimmer(rng: np.random.Generator, img: np.ndarray, amplitude: float) -> np.ndarray:
+    size = img.shape[0]
+    dx = (_smooth_noise(rng, size, int(rng.integers(20, 60)))[..., 0] - 0.5) * 2 * amplitude
+    dy = (_smooth_noise(rng, size, int(rng.integers(20, 60)))[..., 0] - 0.5) * 2 * amplitude * 0.6
+    gx, gy = np.meshgrid(np.arange(size, dtype=np.float32), np.arange(size, dtype=np.float32))
+    return cv2.remap(img, gx + dx, gy + dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def _motion_blur(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+    length = int(rng.integers(*POST["motion_blur_px"]))
+    kernel = np.zeros((length * 2 + 1, length * 2 + 1), np.float32)
+    angle = rng.normal(0, 20) if rng.random() < 0.7 else rng.uniform(0, 180)
+    c = length
+    dx, dy = np.cos(np.deg2rad(angle)) * length, np.sin(np.deg2rad(angle)) * length
+    cv2.line(kernel, (round(c - dx), round(c - dy)), (round(c + dx), round(c + dy)), 1.0, 1)
+    return cv2.filter2D(img, -1, kernel / kernel.sum())
+
+
+def _pan_fringes(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+    """Pan-sharpened look: chroma at a quarter of the resolution and slightly misregistered."""
+    ycc = cv2.cvtColor(img, cv2.COLOR_RGB2YCrCb)
+    size = img.shape[0]
+    factor = int(rng.integers(2, 5))
+    for ch in (1, 2):
+        small = cv2.resize(ycc[..., ch], (size // factor, size // factor), interpolation=cv2.INTER_AREA)
+        up = cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)
+        shift = np.float32([[1, 0, rng.uniform(-1.5, 1.5)], [0, 1, rng.uniform(-1.5, 1.5)]])
+        ycc[..., ch] = cv2.warpAffine(up, shift, (size, size), borderMode=cv2.BORDER_REFLECT)
+    return cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
+
+
+def camera_effects(scene: Scene, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Lens, atmosphere turbulence, processing and sensor effects; returns uint8 BGR."""
+    size = img.shape[0]
+    contrast = rng.uniform(0.85, 1.15)
+    img = (img - 0.5) * contrast + 0.5 + rng.normal(0, 0.03)
+    img = np.clip(img, 0, 1) ** rng.uniform(0.85, 1.15)
+    if scene.view == "ground":
+        shimmer = scene.notes.get("shimmer", 0.0)
+        if shimmer > 0.2:
+            img = _shimmer(rng, img, shimmer)
+        if rng.random() < POST["motion_blur_prob"]:
+            img = _motion_blur(rng, img)
+        sigma = rng.uniform(*POST["defocus_sigma_px"]) * (1.0 + scene.notes.get("range_m", 0) / 2000)
+        if sigma > 0.3:
+            img = cv2.GaussianBlur(img, (0, 0), sigma)
+        if rng.random() < POST["glass_prob"]:  # shot through a window: veiling reflection
+            reflection = cv2.GaussianBlur(_smooth_noise(rng, size, 4), (0, 0), 8)[..., None]
+            img = img * 0.85 + reflection * rng.uniform(0.8, 1.0, 3).astype(np.float32) * 0.2
+    else:
+        factor = rng.uniform(*POST["overhead_resample"])
+        if factor > 1.05:
+            small = int(size / factor)
+            img = cv2.resize(
+                cv2.resize(img, (small, small), interpolation=cv2.INTER_AREA),
+                (size, size),
+                interpolation=cv2.INTER_CUBIC,
+            )
+        if rng.random() < POST["pan_fringe_prob"]:
+            img = _pan_fringes(rng, img)
+        if rng.random() < 0.5:  # sharpening halo
+            blur = cv2.GaussianBlur(img, (0, 0), 1.2)
+            img = img + (img - blur) * rng.uniform(0.2, 0.8)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
+    img = img * (1 - rng.uniform(0, 0.35) * (xx**2 + yy**2))[..., None]
+    sigma = rng.uniform(*POST["noise_sigma"]) / 255.0
+    noise = rng.normal(0, 1, (size, size, 1)).astype(np.float32) * sigma
+    noise = noise + rng.normal(0, 1, (size, size, 3)).astype(np.float32) * sigma * 0.4
+    img = img + noise * np.sqrt(np.clip(img, 0.02, 1))
+    return np.clip(img[..., ::-1] * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def encode_jpeg(img_bgr: np.ndarray, rng: np.random.Generator) -> bytes:
+    quality = int(rng.integers(POST["jpeg_quality"][0], POST["jpeg_quality"][1] + 1))
+    ok, buf = cv2.imencode(".jpg", img_bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return buf.tobytes()

@@ -1,0 +1,390 @@
+"""Random scene specifications: small frozen dataclasses, pure functions of a numpy ``Generator``.
+
+A ``Scene`` says where the tracks, vehicles, distractors, camera and sun are; ``geometry``
+turns it into triangles and ``render`` draws them. World frame: tracks run along x, z up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from railvision.synth.params import (
+    BLOCK_PROB,
+    CARS_PER_CONSIST,
+    DIMENSIONS,
+    LIGHT,
+    LOCO_COUNT_WEIGHTS,
+    LOCO_KINDS,
+    VEHICLE_KINDS,
+    VIEW_RANGES,
+)
+from railvision.taxonomy import class_id
+
+Vec3 = tuple[float, float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Vehicle:
+    kind: str
+    cls: int
+    length: float  # over couplers
+    x: float  # centre along the track
+    y: float  # track centre line
+    seed: int
+    facing: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Prop:
+    """A non-target object: distractor (lorry, tank, shed...) or occluder (fence, trees, truss)."""
+
+    kind: str
+    x: float
+    y: float
+    yaw: float
+    seed: int
+    length: float = 0.0  # strips (vegetation, fences, masts, trusses, embankments)
+    height: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Camera:
+    ortho: bool
+    eye: Vec3
+    target: Vec3
+    up: Vec3
+    fov_deg: float  # perspective: full vertical (= horizontal) field of view
+    half_extent: float  # orthographic: half the frame size in metres
+    near: float
+    far: float
+
+
+@dataclass(frozen=True, slots=True)
+class Light:
+    sun_dir: Vec3  # unit vector towards the sun
+    sun_colour: Vec3
+    ambient: Vec3
+    overcast: bool
+    shadow_extent: float  # half size of the shadow map's footprint, metres
+
+
+@dataclass(frozen=True, slots=True)
+class Scene:
+    view: str
+    camera: Camera
+    light: Light
+    haze_colour: Vec3
+    haze_beta: float  # extinction per metre (ground); overhead haze is a flat veil in post
+    haze_veil: float
+    tracks: tuple[tuple[float, bool], ...]  # (lateral y, dual gauge)
+    track_x: tuple[float, float]
+    sleepers: bool
+    vehicles: tuple[Vehicle, ...]
+    props: tuple[Prop, ...]
+    ground_colour: Vec3
+    ground_band: tuple[float, float]  # (centre y, half width) of the rendered ground strip; 0 width: catcher
+    background_distance: float
+    post_seed: int
+    notes: dict[str, float] = field(default_factory=dict)
+
+
+def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+
+def _choice(rng: np.random.Generator, weights: dict[str, float]) -> str:
+    names = list(weights)
+    w = np.asarray([weights[n] for n in names], float)
+    return names[int(rng.choice(len(names), p=w / w.sum()))]
+
+
+def _length(rng: np.random.Generator, kind: str) -> float:
+    d = DIMENSIONS
+    if kind == "tank":
+        return rng.uniform(*(d["tank_length_long"] if rng.random() < 0.15 else d["tank_length"]))
+    table = {
+        "boxcar": d["boxcar_length"],
+        "tarp_flat": (d["flat_deck_length"][0] + 1.2, d["flat_deck_length"][1] + 1.2),
+        "flat_empty": (d["flat_deck_length"][0] + 1.2, d["flat_deck_length"][1] + 1.2),
+        "flat_vehicles": (d["flat_deck_length"][0] + 1.2, d["flat_deck_length"][1] + 1.2),
+        "flat_container": (14.6, 20.0),
+        "gondola": d["gondola_length"],
+        "hopper": d["hopper_length"],
+        "coach": d["coach_length"],
+        "electric": (16.5, 20.0),
+        "2te10": d["loco_section_length"],
+        "tem2": d["shunter_length"],
+        "chme3": d["shunter_length"],
+    }
+    return float(rng.uniform(*table[kind]))
+
+
+def consist(
+    rng: np.random.Generator, y: float, x_start: float, direction: int, n_cars: int, allow_locos: bool = True
+) -> list[Vehicle]:
+    """A train: 0-2 locomotives (a 2TE10 counts its two sections) then cars, coupled in a line."""
+    kinds: list[str] = []
+    n_locos = int(rng.choice(3, p=LOCO_COUNT_WEIGHTS)) if allow_locos else 0
+    for _ in range(n_locos):
+        loco = _choice(rng, LOCO_KINDS)
+        kinds += [loco, loco] if loco == "2te10" else [loco]
+    weights = {k: w for k, (_, w) in VEHICLE_KINDS.items() if w > 0}
+    block_kind = _choice(rng, weights) if rng.random() < BLOCK_PROB else None
+    for _ in range(n_cars):
+        kinds.append(block_kind if block_kind and rng.random() < 0.8 else _choice(rng, weights))
+    out: list[Vehicle] = []
+    x = x_start
+    section = 0
+    for kind in kinds:
+        length = _length(rng, kind)
+        centre = x + direction * length / 2
+        facing = direction
+        if kind == "2te10":  # the two sections stand back to back, cabs outward
+            facing = direction if section % 2 == 0 else -direction
+            section += 1
+        out.append(Vehicle(kind, class_id(VEHICLE_KINDS[kind][0]), length, centre, y, int(rng.integers(2**31)), facing))
+        x += direction * (length + rng.uniform(0.0, 0.15))
+    return out
+
+
+def _light(rng: np.random.Generator, extent: float) -> Light:
+    overcast = bool(rng.random() < LIGHT["overcast_prob"])
+    elev = np.deg2rad(rng.uniform(*LIGHT["sun_elevation_deg"]))
+    az = rng.uniform(0, 2 * np.pi)
+    sun = (float(np.cos(elev) * np.cos(az)), float(np.cos(elev) * np.sin(az)), float(np.sin(elev)))
+    warm = np.clip(1.0 - np.sin(elev), 0, 1) * 0.25
+    inten = rng.uniform(*LIGHT["sun_intensity"])
+    if overcast:
+        amb = rng.uniform(*LIGHT["ambient_overcast"])
+        sun_col = (0.25 * inten,) * 3
+        ambient = (amb * 0.97, amb * 0.99, amb * 1.02)
+    else:
+        amb = rng.uniform(*LIGHT["ambient_sunny"])
+        sun_col = (inten * (0.95 + warm), inten * (0.92 + warm * 0.4), inten * (0.88 - warm * 0.3))
+        ambient = (amb * 0.85, amb * 0.92, amb * 1.1)
+    return Light(sun, tuple(map(float, sun_col)), tuple(map(float, ambient)), overcast, float(extent))
+
+
+def _tracks(rng: np.random.Generator, n: int) -> tuple[tuple[float, bool], ...]:
+    ys = [0.0]
+    for _ in range(n - 1):
+        ys.append(
+            ys[-1] + rng.uniform(*DIMENSIONS["track_spacing"]) + (rng.uniform(3, 12) if rng.random() < 0.15 else 0)
+        )
+    centre = ys[len(ys) // 2]
+    return tuple((float(y - centre), bool(rng.random() < 0.35)) for y in ys)
+
+
+def _trains(rng: np.random.Generator, tracks, x_lo: float, x_hi: float, main: int, fill: float) -> list[Vehicle]:
+    """A consist on the main track (crossing the view) and standing rakes on some others."""
+    out: list[Vehicle] = []
+    for i, (y, _) in enumerate(tracks):
+        if i != main and rng.random() > fill:
+            continue
+        n = int(rng.integers(CARS_PER_CONSIST[0], CARS_PER_CONSIST[1] + 1))
+        direction = 1 if rng.random() < 0.5 else -1
+        span = x_hi - x_lo
+        start = rng.uniform(x_lo, x_hi) if rng.random() < 0.6 else (x_lo + span * 0.5 + rng.normal(0, span * 0.15))
+        out += consist(rng, y, float(start), direction, n, allow_locos=i == main or rng.random() < 0.4)
+    return out
+
+
+def _props_common(
+    rng: np.random.Generator, y_far: float, y_near: float, x_lo: float, x_hi: float, overhead: bool
+) -> list[Prop]:
+    """Look-alikes behind (or beside) the tracks: lorries, tankers, containers, sheds, tanks, buildings."""
+    props: list[Prop] = []
+    kinds = {"truck": 1.0, "tanker": 1.0, "containers": 1.0, "shed": 1.0, "building": 1.2, "storage_tank": 1.0}
+    for _ in range(int(rng.integers(1, 9))):
+        kind = _choice(rng, kinds)
+        side = y_far if rng.random() < 0.7 else y_near
+        y = side + np.sign(side) * rng.uniform(8, 60) * (1.0 if kind not in ("building", "storage_tank") else 1.6)
+        yaw = 0.0 if rng.random() < 0.6 else rng.uniform(0, 180)
+        props.append(Prop(kind, float(rng.uniform(x_lo, x_hi)), float(y), float(yaw), int(rng.integers(2**31))))
+    if rng.random() < 0.35:  # a road with lorries along the line
+        y_road = y_far + np.sign(y_far) * rng.uniform(6, 25)
+        for _ in range(int(rng.integers(1, 5))):
+            kind = "tanker" if rng.random() < 0.5 else "truck"
+            yaw = 0.0 if rng.random() < 0.5 else 180.0
+            props.append(Prop(kind, float(rng.uniform(x_lo, x_hi)), float(y_road), yaw, int(rng.integers(2**31))))
+    if rng.random() < 0.4:
+        props.append(
+            Prop(
+                "masts",
+                0.0,
+                float(y_near + np.sign(y_near) * 2.8),
+                0.0,
+                int(rng.integers(2**31)),
+                length=x_hi - x_lo,
+                height=float(abs(y_far - y_near) + 5.6),
+            )
+        )
+    if rng.random() < (0.4 if overhead else 0.55):
+        n = int(rng.integers(1, 4))
+        for _ in range(n):
+            y = y_near + np.sign(y_near) * rng.uniform(4, 40 if not overhead else 25)
+            props.append(
+                Prop(
+                    "vegetation",
+                    float(rng.uniform(x_lo, x_hi)),
+                    float(y),
+                    0.0,
+                    int(rng.integers(2**31)),
+                    length=float(rng.uniform(10, 150)),
+                )
+            )
+    return props
+
+
+def ground_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scene:
+    r = VIEW_RANGES["ground"]
+    tele = rng.random() < r["telephoto_prob"]
+    n_tracks = int(rng.choice([1, 2, 3, 4, 6], p=[0.3, 0.3, 0.2, 0.12, 0.08]))
+    bridge = n_tracks <= 2 and rng.random() < 0.12
+    tracks = _tracks(rng, n_tracks)
+    main = int(rng.integers(n_tracks))
+    car_px = _log_uniform(rng, *r["car_height_px_log"])
+    if tele:
+        dist = _log_uniform(rng, *r["range_m_tele_log"])
+        focal = float(np.clip(car_px * dist * 36.0 / (imgsz * 4.5), *r["focal_mm_tele"]))
+    else:
+        dist = _log_uniform(rng, *r["range_m_close_log"])
+        focal = float(rng.uniform(*r["focal_mm_close"]))
+    fov = float(np.rad2deg(2 * np.arctan(18.0 / focal)))
+    field_w = dist * 36.0 / focal
+    shallow = rng.random() < r["shallow_angle_prob"]
+    theta = np.deg2rad(rng.uniform(6, 25) if shallow else rng.uniform(25, r["view_angle_deg"][1]))
+    height = float(rng.uniform(*r["camera_height_m"]) * (1.0 if rng.random() < 0.85 else 3.0))
+    side = 1.0 if rng.random() < 0.5 else -1.0
+    sx = 1.0 if rng.random() < 0.5 else -1.0
+    y_main = tracks[main][0]
+    target = (
+        float(rng.normal(0, field_w * 0.1)),
+        y_main,
+        float(2.3 + rng.normal(0, 1.5) + field_w * rng.normal(0, 0.08)),
+    )
+    horiz = np.sqrt(max(dist**2 - height**2, 1.0))
+    eye = (target[0] - sx * horiz * np.cos(theta), y_main - side * horiz * np.sin(theta), height)
+    half_len = float(min(2500.0, max(250.0, 1.6 * field_w / np.sin(theta) + dist * 0.3)))
+    x_lo, x_hi = -half_len, half_len
+    visible_half = float(min(half_len, field_w / np.sin(theta)))
+    vehicles = [] if negative else _trains(rng, tracks, -visible_half, visible_half, main, 0.45)
+    y_near = tracks[0][0] - 3.0 if side > 0 else tracks[-1][0] + 3.0
+    y_far = tracks[-1][0] + 3.0 if side > 0 else tracks[0][0] - 3.0
+    props = _props_common(rng, y_far, y_near, -visible_half, visible_half, overhead=False)
+    if rng.random() < 0.3:
+        props.append(
+            Prop(
+                "fence",
+                0.0,
+                float(y_near - side * rng.uniform(2, 30)),
+                0.0,
+                int(rng.integers(2**31)),
+                length=2 * half_len,
+            )
+        )
+    if rng.random() < 0.15 and not bridge:
+        props.append(
+            Prop(
+                "embankment",
+                0.0,
+                float(y_near - side * rng.uniform(8, 40)),
+                0.0,
+                int(rng.integers(2**31)),
+                length=2 * half_len,
+                height=float(rng.uniform(1.5, 4.0)),
+            )
+        )
+    if bridge:
+        span = float(rng.uniform(150, 600))
+        half_w = float(abs(tracks[-1][0] - tracks[0][0]) / 2 + 2.6)
+        props.append(
+            Prop(
+                "truss",
+                float(rng.uniform(-span / 3, span / 3)),
+                float((tracks[0][0] + tracks[-1][0]) / 2),
+                0.0,
+                int(rng.integers(2**31)),
+                length=span,
+                height=half_w,
+            )
+        )
+    camera = Camera(
+        False, tuple(map(float, eye)), target, (0.0, 0.0, 1.0), fov, 0.0, max(0.5, dist * 0.2), dist * 3 + half_len
+    )
+    mpp = field_w / imgsz
+    vis_km = _log_uniform(rng, *r["visibility_km_log"])
+    light = _light(rng, min(700.0, field_w * 1.5 / max(np.sin(theta), 0.3) + 40))
+    haze = (0.68, 0.72, 0.78) if not light.overcast else (0.74, 0.75, 0.77)
+    band_half = float(rng.uniform(25, 160))
+    ground = tuple(
+        float(c) for c in np.asarray([(0.30, 0.34, 0.20), (0.38, 0.35, 0.27), (0.32, 0.31, 0.28)][rng.integers(3)])
+    )
+    return Scene(
+        view="ground",
+        camera=camera,
+        light=light,
+        haze_colour=haze,
+        haze_beta=3.0 / (vis_km * 1000.0),
+        haze_veil=0.0,
+        tracks=tracks,
+        track_x=(x_lo, x_hi),
+        sleepers=bool(mpp < 0.12),
+        vehicles=tuple(vehicles),
+        props=tuple(props),
+        ground_colour=ground,
+        ground_band=(float((tracks[0][0] + tracks[-1][0]) / 2), band_half),
+        background_distance=float(dist * rng.uniform(1.2, 3.0)),
+        post_seed=int(rng.integers(2**31)),
+        notes={
+            "focal_mm": focal,
+            "range_m": dist,
+            "metres_per_px": mpp,
+            "shimmer": float(rng.uniform(*r["shimmer_px"]) * min(1.0, dist / 800)),
+        },
+    )
+
+
+def overhead_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scene:
+    r = VIEW_RANGES["overhead"]
+    gsd = float(rng.uniform(*r["gsd_m"]))
+    half = imgsz * gsd / 2
+    n_tracks = int(rng.integers(r["tracks"][0], r["tracks"][1] + 1))
+    tracks = _tracks(rng, n_tracks)
+    x_half = half * 1.6 + 30
+    vehicles = [] if negative else _trains(rng, tracks, -x_half, x_half, int(rng.integers(n_tracks)), 0.6)
+    y_lo, y_hi = tracks[0][0] - 3.0, tracks[-1][0] + 3.0
+    props = _props_common(rng, y_hi, y_lo, -x_half, x_half, overhead=True)
+    yaw = rng.uniform(0, 2 * np.pi) if rng.random() < 0.6 else rng.choice([0, np.pi / 2]) + rng.normal(0, 0.05)
+    tilt = np.deg2rad(rng.uniform(*r["off_nadir_deg"]))
+    tilt_az = rng.uniform(0, 2 * np.pi)
+    target = (float(rng.normal(0, half * 0.2)), float(rng.normal(0, half * 0.15)), 0.0)
+    d = np.array([np.sin(tilt) * np.cos(tilt_az), np.sin(tilt) * np.sin(tilt_az), np.cos(tilt)])
+    eye = tuple(float(v) for v in np.asarray(target) + d * 1500.0)
+    up = (float(np.cos(yaw)), float(np.sin(yaw)), 0.0)
+    camera = Camera(True, eye, target, up, 0.0, half, 1000.0, 2000.0)
+    light = _light(rng, half * 1.5 + 20)
+    return Scene(
+        view="overhead",
+        camera=camera,
+        light=light,
+        haze_colour=(0.7, 0.72, 0.76),
+        haze_beta=0.0,
+        haze_veil=float(rng.uniform(*r["haze"])),
+        tracks=tracks,
+        track_x=(-x_half * 1.2, x_half * 1.2),
+        sleepers=gsd < 0.4,
+        vehicles=tuple(vehicles),
+        props=tuple(props),
+        ground_colour=(0.35, 0.34, 0.3),
+        ground_band=(0.0, 0.0),
+        background_distance=0.0,
+        post_seed=int(rng.integers(2**31)),
+        notes={"gsd_m": gsd},
+    )
+
+
+def make_scene(rng: np.random.Generator, view: str, imgsz: int, negative: bool) -> Scene:
+    return ground_scene(rng, imgsz, negative) if view == "ground" else overhead_scene(rng, imgsz, negative)

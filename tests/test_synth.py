@@ -1,0 +1,126 @@
+"""Tests of ``railvision synth``: determinism, coverage of classes and views, tight labels, errors.
+
+They render real scenes with the software GL driver; an EGL failure fails them (never skips).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from railvision.cli import main
+from railvision.synth.dataset import Generator, SynthConfig, generate, mask_boxes
+from railvision.taxonomy import CLASS_NAMES
+
+SEED = 7
+EMPTY_BG = "RAILVISION_BACKGROUNDS"
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory) -> Path:
+    """40 images, both views, with real backgrounds when ../shared has them (the default)."""
+    out = tmp_path_factory.mktemp("synth") / "ds"
+    assert main(["synth", "--out", str(out), "--n", "40", "--seed", str(SEED), "--workers", "2", "--imgsz", "320"]) == 0
+    return out
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.parts[len(root.parts)] in ("images", "labels")
+    }
+
+
+def test_layout_and_coverage(small_run: Path) -> None:
+    data = yaml.safe_load((small_run / "data.yaml").read_text())
+    assert data["train"] == "images/train" and data["val"] == "images/val"
+    assert data["names"] == dict(enumerate(CLASS_NAMES))
+    assert data["view_file"] == "views.csv"
+    rows = (small_run / "views.csv").read_text().splitlines()
+    assert rows[0] == "image,view" and len(rows) == 41
+    images = sorted(p.relative_to(small_run).as_posix() for p in small_run.glob("images/*/*.jpg"))
+    assert sorted(r.split(",")[0] for r in rows[1:]) == images
+    assert len(list(small_run.glob("images/val/*.jpg"))) == 4
+    stats = json.loads((small_run / "stats.json").read_text())
+    assert set(stats["images_per_view"]) == {"ground", "overhead"}
+    assert all(stats["instances_per_class"][name] > 0 for name in CLASS_NAMES), stats["instances_per_class"]
+    assert sum(stats["box_size_histogram"]["counts"]) == stats["instances"]
+    assert list((small_run / "previews").glob("*.jpg"))
+    for label in small_run.glob("labels/*/*.txt"):
+        for line in label.read_text().splitlines():
+            c, *box = line.split()
+            assert 0 <= int(c) < len(CLASS_NAMES)
+            cx, cy, w, h = map(float, box)
+            eps = 1e-5  # six decimals in the label files
+            assert -eps <= cx - w / 2 and cx + w / 2 <= 1 + eps and -eps <= cy - h / 2 and cy + h / 2 <= 1 + eps
+            assert w > 0 and h > 0
+
+
+def test_same_seed_same_bytes_any_workers(small_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "again"
+    assert main(["synth", "--out", str(out), "--n", "40", "--seed", str(SEED), "--workers", "1", "--imgsz", "320"]) == 0
+    assert _files(out) == _files(small_run)
+
+
+def test_labels_tight_against_instance_mask(tmp_path: Path) -> None:
+    cfg = SynthConfig(tmp_path, 6, ("ground", "overhead"), SEED, 320)
+    gen = Generator(cfg)
+    checked = 0
+    for index in range(6):
+        sample = gen.sample(index)
+        extents = mask_boxes(sample.instances)
+        for cls, x0, y0, x1, y1 in sample.boxes:
+            match = [e for e in extents.values() if (e[0], e[1], e[2], e[3]) == (x0, y0, x1, y1)]
+            assert match, (cls, x0, y0, x1, y1)
+            assert 0 <= x0 < x1 <= 320 and 0 <= y0 < y1 <= 320
+            checked += 1
+    assert checked > 0
+    gen.renderer.release()
+
+
+def test_mask_boxes_are_tight() -> None:
+    mask = np.zeros((20, 30), np.uint16)
+    mask[2:5, 3:9] = 1
+    mask[10, 20] = 2
+    assert mask_boxes(mask) == {1: (3, 2, 9, 5, 18), 2: (20, 10, 21, 11, 1)}
+
+
+def test_works_without_shared_backgrounds(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv(EMPTY_BG, str(tmp_path / "nothing"))
+    (tmp_path / "nothing").mkdir()
+    out = tmp_path / "ds"
+    assert main(["synth", "--out", str(out), "--n", "3", "--seed", "1", "--workers", "1", "--imgsz", "256"]) == 0
+    assert len(list(out.glob("images/*/*.jpg"))) == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--n", "0"], "--n must be a positive"),
+        (["--n", "2", "--views", "ground,space"], "unknown view"),
+        (["--n", "2", "--imgsz", "100"], "--imgsz must be"),
+        (["--n", "2", "--workers", "0"], "--workers must be"),
+    ],
+)
+def test_bad_arguments(tmp_path: Path, capsys, args: list[str], message: str) -> None:
+    assert main(["synth", "--out", str(tmp_path / "x"), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_refuses_foreign_non_empty_folder(tmp_path: Path, capsys) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["synth", "--out", str(tmp_path), "--n", "1", "--workers", "1", "--imgsz", "128"]) == 2
+    assert "not a railvision synth dataset" in capsys.readouterr().err
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_generate_rejects_zero_images(tmp_path: Path) -> None:
+    from railvision.synth import SynthError
+
+    with pytest.raises(SynthError):
+        generate(SynthConfig(tmp_path / "d", 0, ("ground",)))
