@@ -22,7 +22,7 @@ from railvision.synth import SynthError
 from railvision.synth.geometry import scene_mesh
 from railvision.synth.params import MIN_BOX_PX, MIN_VISIBLE_FRACTION, NEGATIVE_FRACTION, SUPERSAMPLE
 from railvision.synth.post import Backgrounds, camera_effects, composite, encode_jpeg, haze_colour_for
-from railvision.synth.render import Renderer, RenderResult
+from railvision.synth.render import Renderer, RenderResult, cull_to_view
 from railvision.synth.scene import Scene, make_scene
 from railvision.taxonomy import CLASS_NAMES
 
@@ -111,12 +111,11 @@ class Generator:
         weights = np.asarray([VIEW_WEIGHTS[v] for v in cfg.views])
         view = cfg.views[int(rng.choice(len(cfg.views), p=weights / weights.sum()))]
         negative = bool(rng.random() < NEGATIVE_FRACTION)
-        scene = make_scene(rng, view, cfg.imgsz, negative)
+        scene = cull_to_view(make_scene(rng, view, cfg.imgsz, negative))
         post_rng = np.random.default_rng(scene.post_seed)
         background = self.backgrounds.sample(post_rng, view, cfg.imgsz, scene.notes.get("gsd_m", 0.0))
         haze = haze_colour_for(scene, background)
-        mesh, ranges = scene_mesh(scene)
-        result = self.renderer.render(scene, mesh, ranges, haze)
+        result = self.renderer.render(scene, scene_mesh(scene), haze)
         img = composite(scene, result, background, haze, post_rng, cfg.imgsz)
         k_rot = int(post_rng.integers(4)) if view == "overhead" else 0
         img = np.ascontiguousarray(np.rot90(img, k_rot))

@@ -7,6 +7,7 @@ frame (x along the track, y to the left, z up, rail top at z = 0, centred on x =
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import IntEnum
 from functools import cache
 
@@ -142,14 +143,19 @@ class MeshBuilder:
         arc: tuple[float, float] = (0.0, 2 * np.pi),
         caps: bool = True,
     ) -> None:
-        """Cylinder (elliptic when ``radius`` is a pair) along ``axis``; ``arc`` keeps part of it."""
+        """Cylinder (elliptic when ``radius`` is a pair) along ``axis``; ``arc`` keeps part of it.
+
+        ``center`` may be an (N, 3) array: N equal cylinders in one go (wheels).
+        """
         ry, rz = (radius, radius) if np.isscalar(radius) else radius
         unit_p, unit_n = _unit_cylinder(segments, arc[0], arc[1], caps)
         pos = unit_p * np.asarray((length, ry, rz), np.float32)
         nrm = unit_n / np.asarray((1.0, ry, rz), np.float32)
         nrm /= np.linalg.norm(nrm, axis=1, keepdims=True) + 1e-9
         order = _AXES[axis]
-        self.parts.append(_pack(pos[:, order] + np.asarray(center, np.float32), nrm[:, order], color, mat))
+        centers = np.atleast_2d(np.asarray(center, np.float32))
+        pos = (pos[:, order][None] + centers[:, None]).reshape(-1, 3)
+        self.parts.append(_pack(pos, np.tile(nrm[:, order], (len(centers), 1)), color, mat))
 
     def spheres(self, centers, radii, colors, mat: int = Mat.PLAIN) -> None:
         """Ellipsoids (vegetation blobs, lumpy loads)."""
@@ -248,9 +254,8 @@ def running_gear(b: MeshBuilder, length: float, frame_z: float, axles: int = 2, 
         span = base * (axles - 1) + 1.0
         b.boxes([(bx, -0.9, 0.55), (bx, 0.9, 0.55)], (span, 0.18, 0.45), RUST * 0.8, Mat.METAL)
         b.box((bx, 0.0, 0.75), (0.5, 2.0, 0.3), RUST * 0.7, Mat.METAL)
-        for wx in wheel_x:
-            for y in (-0.76, 0.76):
-                b.cylinder((bx + wx, y, r), r, 0.13, DARK, Mat.METAL, axis="y", segments=10)
+        wheels = [(bx + wx, y, r) for wx in wheel_x for y in (-0.76, 0.76)]
+        b.cylinder(wheels, r, 0.13, DARK, Mat.METAL, axis="y", segments=10)
     b.box((0.0, 0.0, frame_z - 0.2), (length - 1.2, width, 0.35), DARK * 1.3, Mat.METAL)
     for sx in (-1, 1):
         b.box((sx * (length / 2 - 0.35), 0.0, 1.04), (0.7, 0.28, 0.25), DARK, Mat.METAL)
@@ -585,15 +590,18 @@ def vehicle_mesh(kind: str, length: float, seed: int, facing: int = 1) -> np.nda
 # --------------------------------------------------------------------------- track and scenery
 
 
-def track(b: MeshBuilder, y: float, x0: float, x1: float, dual_gauge: bool, sleepers: bool) -> None:
-    """Ballast bed, concrete sleepers (when they can be seen) and 2 or 4 rails along x at lateral ``y``."""
+def track(
+    b: MeshBuilder, y: float, x0: float, x1: float, dual_gauge: bool, sleepers: tuple[float, float] | None
+) -> None:
+    """Ballast bed, concrete sleepers (over the x range where they can be seen) and 2 or 4 rails at lateral ``y``."""
     length = x1 - x0
     ballast = np.array([0.42, 0.40, 0.37], np.float32)
     b.prism(
         np.array([(y - 2.3, -0.55), (y + 2.3, -0.55), (y + 1.6, -0.18), (y - 1.6, -0.18)]), x0, x1, ballast, Mat.BALLAST
     )
     if sleepers:
-        xs = np.arange(x0, x1, DIMENSIONS["sleeper_spacing"])
+        spacing = DIMENSIONS["sleeper_spacing"]
+        xs = np.arange(max(x0, sleepers[0]) // spacing * spacing, min(x1, sleepers[1]), spacing)
         b.boxes(
             np.stack([xs, np.full_like(xs, y), np.full_like(xs, -0.14)], 1),
             (0.28, 2.7, 0.1),
@@ -803,11 +811,18 @@ def _prop_mesh(prop, rng: np.random.Generator) -> np.ndarray:
     return makers[prop.kind]()
 
 
-def scene_mesh(scene) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
-    """All triangles of a ``Scene``; vehicles first, with ``(instance, first vertex, count)`` ranges.
+@dataclass(frozen=True)
+class SceneMesh:
+    """The triangles of a scene: vehicles first (``ranges``: instance, first vertex, count), then the other
+    shadow casters, then track and ground (``casters`` = number of vertices that cast shadows)."""
 
-    Instance ids are 1 + the vehicle's index in ``scene.vehicles``; everything else is 0.
-    """
+    vertices: np.ndarray
+    ranges: list[tuple[int, int, int]]
+    casters: int
+
+
+def scene_mesh(scene) -> SceneMesh:
+    """All triangles of a ``Scene``. Instance ids are 1 + the vehicle's index in ``scene.vehicles``, others 0."""
     parts: list[np.ndarray] = []
     ranges: list[tuple[int, int, int]] = []
     first = 0
@@ -816,10 +831,13 @@ def scene_mesh(scene) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
         parts.append(mesh)
         ranges.append((i + 1, first, len(mesh)))
         first += len(mesh)
+    for prop in scene.props:
+        parts.append(transform(_prop_mesh(prop, np.random.default_rng(prop.seed)), prop.yaw, (prop.x, prop.y, 0.0)))
+    casters = sum(len(p) for p in parts)
     b = MeshBuilder()
     x0, x1 = scene.track_x
     for y, dual in scene.tracks:
-        track(b, y, x0, x1, dual, scene.sleepers)
+        track(b, y, x0, x1, dual, scene.sleeper_x)
     if scene.ground_band[1] > 0:
         cy, half = scene.ground_band
         b.boxes([((x0 + x1) / 2, cy, -0.6)], (x1 - x0, 2 * half * 1.6 + 20, 0.01), scene.ground_colour, Mat.GROUND)
@@ -827,6 +845,4 @@ def scene_mesh(scene) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
         cx, cy = scene.camera.target[0], scene.camera.target[1]
         ground_plane(b, cx, cy, scene.camera.half_extent * 2.5 + 50, (0, 0, 0), Mat.CATCHER)
     parts.append(b.array())
-    for prop in scene.props:
-        parts.append(transform(_prop_mesh(prop, np.random.default_rng(prop.seed)), prop.yaw, (prop.x, prop.y, 0.0)))
-    return np.concatenate(parts), ranges
+    return SceneMesh(np.concatenate(parts), ranges, casters)

@@ -223,8 +223,8 @@ def camera_effects(scene: Scene, img: np.ndarray, rng: np.random.Generator) -> n
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
     img = img * (1 - rng.uniform(0, 0.35) * (xx**2 + yy**2))[..., None]
     sigma = rng.uniform(*POST["noise_sigma"]) / 255.0
-    noise = rng.normal(0, 1, (size, size, 1)).astype(np.float32) * sigma
-    noise = noise + rng.normal(0, 1, (size, size, 3)).astype(np.float32) * sigma * 0.4
+    noise = rng.standard_normal((size, size, 1), dtype=np.float32) * sigma
+    noise = noise + rng.standard_normal((size, size, 3), dtype=np.float32) * (sigma * 0.4)
     img = img + noise * np.sqrt(np.clip(img, 0.02, 1))
     return np.clip(img[..., ::-1] * 255 + 0.5, 0, 255).astype(np.uint8)
 

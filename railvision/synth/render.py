@@ -7,12 +7,12 @@ its unoccluded projected area, so labels can drop cars that are mostly hidden.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from railvision.synth import SynthError
-from railvision.synth.geometry import VERTEX_ATTRS, VERTEX_FORMAT
+from railvision.synth.geometry import VERTEX_ATTRS, VERTEX_FORMAT, SceneMesh
 from railvision.synth.scene import Camera, Scene
 
 EGL_HELP = (
@@ -126,8 +126,9 @@ out vec4 f_col;
 void main() { f_col = vec4(1.0); }
 """
 
-SHADOW_SIZE = 2048
+SHADOW_SIZE = 1024
 ALONE_SIZE = 64
+ALONE_GRID = 16  # tiles per atlas side
 
 
 def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
@@ -178,6 +179,24 @@ def light_matrix(scene: Scene) -> np.ndarray:
     return orthographic(scene.light.shadow_extent, 900.0, 1150.0) @ view
 
 
+def cull_to_view(scene: Scene, margin: float = 1.05) -> Scene:
+    """Drop vehicles whose bounds fall wholly outside the frame (or behind the camera): far fewer triangles."""
+    if not scene.vehicles:
+        return scene
+    mvp = camera_matrix(scene.camera)
+    keep = []
+    for v in scene.vehicles:
+        xs, ys, zs = (v.x - v.length / 2, v.x + v.length / 2), (v.y - 1.7, v.y + 1.7), (0.0, 5.2)
+        clip = np.array([[x, y, z, 1.0] for x in xs for y in ys for z in zs]) @ mvp.T
+        if np.any(clip[:, 3] <= 1e-6):
+            keep.append(v)  # crosses the camera plane: let the renderer judge it
+            continue
+        ndc = clip[:, :2] / clip[:, 3:4]
+        if np.all(ndc.max(axis=0) > -margin) and np.all(ndc.min(axis=0) < margin):
+            keep.append(v)
+    return replace(scene, vehicles=tuple(keep))
+
+
 def _gl(m: np.ndarray) -> bytes:
     return np.ascontiguousarray(m.T, dtype=np.float32).tobytes()
 
@@ -212,15 +231,15 @@ class Renderer:
         self.shadow_tex.compare_func = "<="
         self.shadow_tex.repeat_x = self.shadow_tex.repeat_y = False
         self.shadow_fbo = ctx.framebuffer(depth_attachment=self.shadow_tex)
-        self.alone_fbo = ctx.framebuffer(
-            [ctx.renderbuffer((ALONE_SIZE, ALONE_SIZE), 1)], ctx.depth_renderbuffer((ALONE_SIZE, ALONE_SIZE))
-        )
+        atlas = (ALONE_SIZE * ALONE_GRID, ALONE_SIZE * ALONE_GRID)
+        self.alone_fbo = ctx.framebuffer([ctx.renderbuffer(atlas, 1)], ctx.depth_renderbuffer(atlas))
 
     def release(self) -> None:
         self.ctx.release()
 
-    def render(self, scene: Scene, mesh: np.ndarray, ranges: list[tuple[int, int, int]], haze_colour) -> RenderResult:
+    def render(self, scene: Scene, smesh: SceneMesh, haze_colour) -> RenderResult:
         ctx = self.ctx
+        mesh, ranges = smesh.vertices, smesh.ranges
         vbo = ctx.buffer(np.ascontiguousarray(mesh, dtype=np.float32).tobytes())
         vao = ctx.vertex_array(self.prog, [(vbo, VERTEX_FORMAT, *VERTEX_ATTRS)])
         depth_vao = ctx.vertex_array(self.depth_prog, [(vbo, "3f 32x", "in_pos")])
@@ -232,7 +251,8 @@ class Renderer:
         self.shadow_fbo.use()
         self.shadow_fbo.clear(depth=1.0)
         self.depth_prog["mvp"].write(_gl(lmvp))
-        depth_vao.render()
+        if smesh.casters:
+            depth_vao.render(vertices=smesh.casters)
 
         self.fbo.use()
         self.fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
@@ -267,9 +287,9 @@ class Renderer:
         return RenderResult(rgba, inst, full)
 
     def _full_areas(self, mesh, ranges, mvp, depth_vao, visible) -> dict[int, float]:
-        """Each visible vehicle drawn alone into a small frame fitted to its projected bounds."""
+        """Each visible vehicle drawn alone into an atlas tile fitted to its projected bounds (one read-back)."""
         out: dict[int, float] = {}
-        self.alone_fbo.use()
+        jobs: list[tuple[int, int, int, np.ndarray, float]] = []
         for inst, first, count in ranges:
             if visible[inst] == 0:
                 continue
@@ -277,7 +297,7 @@ class Renderer:
             lo, hi = pts.min(axis=0), pts.max(axis=0)
             corners = np.array([[x, y, z, 1.0] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
             clip = corners @ mvp.T
-            if np.any(clip[:, 3] <= 1e-6):
+            if np.any(clip[:, 3] <= 1e-6):  # crosses the camera plane: never kept
                 out[inst] = float("inf")
                 continue
             ndc = clip[:, :2] / clip[:, 3:4]
@@ -286,10 +306,24 @@ class Renderer:
             crop = np.eye(4)
             crop[0, 0], crop[0, 3] = sx, -sx * (x0 + x1) / 2
             crop[1, 1], crop[1, 3] = sy, -sy * (y0 + y1) / 2
-            self.alone_fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
-            self.depth_prog["mvp"].write(_gl(crop @ mvp))
-            depth_vao.render(first=first, vertices=count)
-            hits = np.count_nonzero(np.frombuffer(self.alone_fbo.read(components=1), np.uint8))
             rect = (x1 - x0) / 2 * self.size * (y1 - y0) / 2 * self.size
-            out[inst] = hits / ALONE_SIZE**2 * rect
+            jobs.append((inst, first, count, crop @ mvp, rect))
+        per_atlas = ALONE_GRID**2
+        for start in range(0, len(jobs), per_atlas):
+            batch = jobs[start : start + per_atlas]
+            self.alone_fbo.use()
+            self.alone_fbo.viewport = (0, 0, ALONE_SIZE * ALONE_GRID, ALONE_SIZE * ALONE_GRID)
+            self.alone_fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+            for k, (_, first, count, matrix, _) in enumerate(batch):
+                gy, gx = divmod(k, ALONE_GRID)
+                self.alone_fbo.viewport = (gx * ALONE_SIZE, gy * ALONE_SIZE, ALONE_SIZE, ALONE_SIZE)
+                self.depth_prog["mvp"].write(_gl(matrix))
+                depth_vao.render(first=first, vertices=count)
+            side = ALONE_SIZE * ALONE_GRID
+            atlas = np.frombuffer(self.alone_fbo.read(components=1, viewport=(0, 0, side, side)), np.uint8)
+            tiles = atlas.reshape(ALONE_GRID, ALONE_SIZE, ALONE_GRID, ALONE_SIZE) > 0
+            hits = tiles.sum(axis=(1, 3))
+            for k, (inst, _, _, _, rect) in enumerate(batch):
+                gy, gx = divmod(k, ALONE_GRID)
+                out[inst] = float(hits[gy, gx]) / ALONE_SIZE**2 * rect
         return out

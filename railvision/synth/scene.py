@@ -80,7 +80,7 @@ class Scene:
     haze_veil: float
     tracks: tuple[tuple[float, bool], ...]  # (lateral y, dual gauge)
     track_x: tuple[float, float]
-    sleepers: bool
+    sleeper_x: tuple[float, float] | None  # x range with sleeper geometry (where they can be resolved)
     vehicles: tuple[Vehicle, ...]
     props: tuple[Prop, ...]
     ground_colour: Vec3
@@ -238,6 +238,13 @@ def _props_common(
     return props
 
 
+def _sleeper_range(eye_x: float, target_x: float, field_w: float) -> tuple[float, float]:
+    """Sleepers are resolved from the camera to about twice the target distance, not beyond."""
+    lo, hi = min(eye_x, target_x), max(eye_x, target_x)
+    far = target_x + (target_x - eye_x)
+    return (float(min(lo, far) - field_w - 20), float(max(hi, far) + field_w + 20))
+
+
 def ground_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scene:
     r = VIEW_RANGES["ground"]
     tele = rng.random() < r["telephoto_prob"]
@@ -331,7 +338,7 @@ def ground_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scene:
         haze_veil=0.0,
         tracks=tracks,
         track_x=(x_lo, x_hi),
-        sleepers=bool(mpp < 0.12),
+        sleeper_x=_sleeper_range(eye[0], target[0], field_w) if mpp < 0.12 else None,
         vehicles=tuple(vehicles),
         props=tuple(props),
         ground_colour=ground,
@@ -375,7 +382,7 @@ def overhead_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scen
         haze_veil=float(rng.uniform(*r["haze"])),
         tracks=tracks,
         track_x=(-x_half * 1.2, x_half * 1.2),
-        sleepers=gsd < 0.4,
+        sleeper_x=(target[0] - half * 1.5, target[0] + half * 1.5) if gsd < 0.4 else None,
         vehicles=tuple(vehicles),
         props=tuple(props),
         ground_colour=(0.35, 0.34, 0.3),
