@@ -65,6 +65,7 @@ class Comparison:
     conf_deltas: list[float] = field(default_factory=list)
     missing: int = 0  # reference boxes with no same-class partner in the test result
     extra: int = 0  # test boxes clearly above threshold with no partner in the reference
+    class_flips: int = 0  # pairs of different class (only possible with same_class=False)
 
     def add(self, other: Comparison) -> None:
         self.compared += other.compared
@@ -72,6 +73,7 @@ class Comparison:
         self.conf_deltas += other.conf_deltas
         self.missing += other.missing
         self.extra += other.extra
+        self.class_flips += other.class_flips
 
     @property
     def min_iou(self) -> float:
@@ -114,16 +116,23 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def compare(
-    reference: Detections, test: Detections, conf: float, min_iou: float = 0.5, margin: float = THRESHOLD_MARGIN
+    reference: Detections,
+    test: Detections,
+    conf: float,
+    min_iou: float = 0.5,
+    margin: float = THRESHOLD_MARGIN,
+    same_class: bool = True,
 ) -> Comparison:
-    """Greedily pair each confident reference box with the best-overlapping same-class test box.
+    """Greedily pair each confident reference box with the best-overlapping (same-class) test box.
 
     Only boxes at least ``margin`` above ``conf`` count as required, so a box at 0.051 in one
-    model and 0.049 in the other is not a disagreement.
+    model and 0.049 in the other is not a disagreement. ``same_class=False`` pairs boxes by
+    overlap alone and counts class disagreements in ``class_flips``.
     """
     result = Comparison()
     iou = box_iou(reference.xyxy, test.xyxy) if len(reference) and len(test) else np.zeros((len(reference), 0))
-    iou[reference.class_id[:, None] != test.class_id[None, :]] = 0.0
+    if same_class:
+        iou[reference.class_id[:, None] != test.class_id[None, :]] = 0.0
     taken = np.zeros(len(test), dtype=bool)
     for i in np.argsort(-reference.confidence, kind="stable"):
         candidates = np.where(taken, -1.0, iou[i])
@@ -135,6 +144,7 @@ def compare(
             continue
         result.compared += 1
         if paired:
+            result.class_flips += int(reference.class_id[i] != test.class_id[j])
             result.ious.append(float(iou[i, j]))
             result.conf_deltas.append(abs(float(reference.confidence[i] - test.confidence[j])))
         else:

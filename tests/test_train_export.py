@@ -1,0 +1,102 @@
+"""Training makes weights; export makes ONNX files the engine loads and that match PyTorch (slow: trains)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from railvision.cli import main
+from railvision.taxonomy import CLASS_NAMES, TAXONOMY_VERSION
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("ultralytics", reason="training and export need the 'train' extra")
+
+# An untrained model scores boxes almost alike (~0.003) and its classes within float noise of each other.
+# So: compare its 50 best boxes, with NMS off (IoU 1.0) for the classic head (equal scores would make torch
+# and numpy NMS keep different boxes), pair boxes by overlap and allow a few near-tie class flips.
+TOP_K = 50
+
+
+def test_training_writes_weights(tiny_weights: Path) -> None:
+    assert tiny_weights.is_file() and tiny_weights.stat().st_size > 1_000_000
+    assert (tiny_weights.parent.parent / "results.csv").is_file()
+
+
+def test_domain_augmentations_build_and_serialise() -> None:
+    import albumentations as A
+
+    from railvision.train import AUGMENTATIONS, domain_augmentations
+
+    for kind in AUGMENTATIONS:
+        for transform in domain_augmentations(kind):
+            A.from_dict(A.to_dict(transform))  # what Ultralytics does to store them in the checkpoint
+    names = {type(t).__name__ for t in domain_augmentations("overhead")}
+    assert {"RandomRotate90", "Downscale"} <= names
+    assert "RandomRotate90" not in {type(t).__name__ for t in domain_augmentations("mixed")}
+
+
+@pytest.mark.parametrize("head", ["end2end", "classic"])
+def test_export_loads_in_the_engine_and_matches_pytorch(tiny_weights: Path, tmp_path: Path, head: str) -> None:
+    from ultralytics import YOLO
+
+    from railvision.engine import Detector
+    from railvision.export import compare, sample_images, ultralytics_predict
+
+    out = tmp_path / f"tiny-{head}.onnx"
+    assert main(["export", "--weights", str(tiny_weights), "--out", str(out), "--head", head, "--device", "cpu"]) == 0
+    detector = Detector(out, device="cpu", iou=1.0)
+    assert detector.head == head
+    assert detector.class_names == CLASS_NAMES
+    assert detector.imgsz == (64, 64)
+    assert detector.metadata["railvision_taxonomy_version"] == TAXONOMY_VERSION
+    assert detector.metadata["railvision_source"] == tiny_weights.name
+    assert len(detector.metadata["railvision_data_hash"]) == 64
+    assert detector.metadata["railvision_date"][:2] == "20"
+
+    images = sample_images(None, 4, size=96)
+    reference = ultralytics_predict(
+        YOLO(str(tiny_weights)), images, imgsz=64, conf=0.0, iou=1.0, head=head, device="cpu"
+    )
+    compared = flips = 0
+    for ref, test in zip(reference, detector.detect(images, conf=0.0), strict=True):
+        top = ref[np.argsort(-ref.confidence, kind="stable")[:TOP_K]]
+        result = compare(top, test, conf=0.0, min_iou=0.99, margin=0.0, same_class=False)
+        assert result.missing == 0, result.summary()
+        assert result.min_iou >= 0.99 and result.max_conf_delta <= 1e-3, result.summary()
+        compared += result.compared
+        flips += result.class_flips
+    assert compared >= TOP_K * len(images) // 2
+    assert flips <= 0.2 * compared
+
+
+def test_int8_is_removed_when_it_cannot_be_shown_accurate(
+    tiny_weights: Path, tmp_path: Path, tiny_dataset: Path
+) -> None:
+    """The barely trained model finds nothing at the INT8 check's confidence, so nothing can vouch for the copy."""
+    out = tmp_path / "tiny.onnx"
+    calib = tiny_dataset.parent / "images" / "val"
+    args = ["export", "--weights", str(tiny_weights), "--out", str(out), "--int8", "--calib", str(calib)]
+    assert main([*args, "--device", "cpu"]) == 1
+    assert out.is_file() and not (tmp_path / "tiny-int8.onnx").exists()
+
+
+def test_eval_runs_on_onnx_and_pt(tiny_weights: Path, tiny_dataset: Path, tmp_path: Path) -> None:
+    onnx = tmp_path / "tiny.onnx"
+    assert main(["export", "--weights", str(tiny_weights), "--out", str(onnx), "--device", "cpu"]) == 0
+    for model in (onnx, tiny_weights):
+        out = tmp_path / model.suffix[1:]
+        assert main(["eval", "--model", str(model), "--data", str(tiny_dataset), "--out", str(out)]) == 0
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["overall"]["images"] == 4 and metrics["overall"]["mAP50"] is not None
+
+
+def test_synthetic_flag_says_when_unavailable(tiny_dataset: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    import railvision.train as train_module
+
+    monkeypatch.setattr(train_module, "synthetic_available", lambda: False)
+    args = ["train", "--data", str(tiny_dataset), "--synthetic", "4", "--project", str(tmp_path), "--epochs", "1"]
+    assert main(args) == 1
+    assert "not available" in capsys.readouterr().err
