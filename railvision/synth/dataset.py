@@ -12,7 +12,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -21,7 +21,14 @@ import numpy as np
 from railvision.synth import SynthError
 from railvision.synth.geometry import scene_mesh
 from railvision.synth.params import MIN_BOX_PX, MIN_VISIBLE_FRACTION, NEGATIVE_FRACTION, SUPERSAMPLE
-from railvision.synth.post import Backgrounds, camera_effects, composite, encode_jpeg, haze_colour_for
+from railvision.synth.post import (
+    Backgrounds,
+    camera_effects,
+    composite,
+    encode_jpeg,
+    ground_colour_for,
+    haze_colour_for,
+)
 from railvision.synth.render import Renderer, RenderResult, cull_to_view
 from railvision.synth.scene import Scene, make_scene
 from railvision.taxonomy import CLASS_NAMES
@@ -115,6 +122,8 @@ class Generator:
         post_rng = np.random.default_rng(scene.post_seed)
         background = self.backgrounds.sample(post_rng, view, cfg.imgsz, scene.notes.get("gsd_m", 0.0))
         haze = haze_colour_for(scene, background)
+        if view == "ground":
+            scene = replace(scene, ground_colour=ground_colour_for(scene, background))
         result = self.renderer.render(scene, scene_mesh(scene), haze)
         img = composite(scene, result, background, haze, post_rng, cfg.imgsz)
         k_rot = int(post_rng.integers(4)) if view == "overhead" else 0

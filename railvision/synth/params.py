@@ -73,7 +73,10 @@ VIEW_RANGES = {
         "range_m_tele_log": (100.0, 3000.0),
         "range_m_close_log": (35.0, 160.0),
         "car_height_px_log": (10.0, 260.0),  # target apparent height of a car, picks range vs focal
-        "camera_height_m": (1.5, 35.0),
+        "camera_height_m": (1.5, 12.0),
+        "camera_height_m_elevated": (12.0, 45.0),
+        "elevated_prob": 0.2,
+        "ground_band_half_m": (8.0, 60.0),  # rendered ground strip around the tracks; the photo shows elsewhere
         "view_angle_deg": (6.0, 90.0),  # between the line of sight and the track
         "shallow_angle_prob": 0.5,  # then (6, 25) degrees: long lines of overlapping cars
         "visibility_km_log": (2.0, 40.0),

@@ -42,12 +42,14 @@ class Backgrounds:
         if use_photo:
             img = cv2.imread(str(files[index]), cv2.IMREAD_COLOR)
             if img is not None:
-                if view == "overhead":  # to the scene's ground resolution; too coarse: procedural
+                if view == "overhead":  # to the scene's ground resolution (or coarser only in scale when too small)
                     factor = rng.uniform(*NATIVE_GSD) / gsd
+                    if rng.random() < 0.5:
+                        factor = max(factor, size / min(img.shape[:2]))
                     img = cv2.resize(img, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
                 if min(img.shape[:2]) >= (size if view == "overhead" else 128):
                     return _random_crop(rng, img[..., ::-1], size, view)
-        return procedural_ground(rng, size) if view == "ground" else procedural_overhead(rng, size)
+        return procedural_ground(rng, size) if view == "ground" else procedural_overhead(rng, size, gsd)
 
 
 def _random_crop(rng: np.random.Generator, img: np.ndarray, size: int, view: str) -> np.ndarray:
@@ -102,26 +104,38 @@ def procedural_ground(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(img, 0, 1).astype(np.float32)
 
 
-def procedural_overhead(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Fields, soil and paved patches with a few roads, seen from above."""
-    tones = np.array(
-        [(0.36, 0.38, 0.28), (0.45, 0.42, 0.35), (0.30, 0.34, 0.22), (0.50, 0.50, 0.48), (0.40, 0.36, 0.30)]
-    )
-    picks = tones[rng.integers(len(tones), size=3)]
-    a = _smooth_noise(rng, size, int(rng.integers(2, 6)))
-    b = _smooth_noise(rng, size, int(rng.integers(3, 9)))
-    img = np.where(a > 0.5, picks[0], np.where(b > 0.5, picks[1], picks[2])).astype(np.float32)
+OVERHEAD_TONES = np.array(
+    [(0.33, 0.38, 0.24), (0.48, 0.46, 0.36), (0.44, 0.38, 0.30), (0.55, 0.54, 0.50), (0.38, 0.40, 0.30)], np.float32
+)
+
+
+def procedural_overhead(rng: np.random.Generator, size: int, gsd: float = 0.5) -> np.ndarray:
+    """Fields (some ploughed), bare and paved lots, roads and tree clumps seen from above at ``gsd`` m/px."""
+    img = np.empty((size, size, 3), np.float32)
+    img[:] = OVERHEAD_TONES[rng.integers(len(OVERHEAD_TONES))]
+    for _ in range(int(rng.integers(2, 9))):  # fields and lots: rotated rectangles
+        centre = rng.uniform(0, size, 2)
+        half = rng.uniform(20, 160, 2) / max(gsd, 0.15) * 0.3
+        angle = rng.uniform(0, 180)
+        corners = cv2.boxPoints(((float(centre[0]), float(centre[1])), (float(half[0] * 2), float(half[1] * 2)), angle))
+        tone = OVERHEAD_TONES[rng.integers(len(OVERHEAD_TONES))] * rng.uniform(0.85, 1.15)
+        cv2.fillPoly(img, [corners.astype(np.int32)], tuple(float(c) for c in tone))
+    stripes = np.sin(np.arange(size, dtype=np.float32) * rng.uniform(0.3, 1.2))[None, :, None]
+    img *= 1.0 + 0.04 * stripes * (rng.random() < 0.5)
     img *= 0.75 + 0.5 * _fractal(rng, size, (6, 20, 60, 160))
-    for _ in range(int(rng.integers(0, 4))):
-        p0 = rng.integers(0, size, 2)
-        p1 = rng.integers(0, size, 2)
-        cv2.line(
-            img,
-            tuple(int(v) for v in p0),
-            tuple(int(v) for v in p1),
-            tuple(float(v) for v in rng.uniform(0.4, 0.6, 3)),
-            int(rng.integers(3, 14)),
-        )
+    for _ in range(int(rng.integers(0, 4))):  # roads: asphalt or dirt, with a real width
+        p0 = rng.uniform(-0.2, 1.2, 2) * size
+        p1 = rng.uniform(-0.2, 1.2, 2) * size
+        colour = (0.33, 0.33, 0.34) if rng.random() < 0.6 else (0.55, 0.5, 0.42)
+        width = max(2, int(rng.uniform(4, 12) / gsd))
+        cv2.line(img, tuple(int(v) for v in p0), tuple(int(v) for v in p1), colour, width, cv2.LINE_AA)
+    for _ in range(int(rng.integers(0, 5))):  # tree clumps: dark blobs with a shadow side
+        centre = rng.uniform(0, size, 2)
+        for _ in range(int(rng.integers(3, 30))):
+            c = centre + rng.normal(0, 25 / max(gsd, 0.15) * 0.3, 2)
+            r = max(1, int(rng.uniform(2, 6) / gsd))
+            cv2.circle(img, (int(c[0] + r * 0.4), int(c[1] + r * 0.4)), r, (0.12, 0.13, 0.1), -1, cv2.LINE_AA)
+            cv2.circle(img, (int(c[0]), int(c[1])), r, (0.18, 0.27, 0.13), -1, cv2.LINE_AA)
     return np.clip(img, 0, 1).astype(np.float32)
 
 
@@ -130,6 +144,13 @@ def haze_colour_for(scene: Scene, background: np.ndarray) -> np.ndarray:
     sky = background[: max(1, background.shape[0] // 6)].reshape(-1, 3).mean(axis=0)
     base = np.asarray(scene.haze_colour, np.float32)
     return np.clip(0.5 * base + 0.5 * np.maximum(sky, base * 0.7), 0.3, 0.95).astype(np.float32)
+
+
+def ground_colour_for(scene: Scene, background: np.ndarray) -> tuple[float, float, float]:
+    """The rendered ground strip takes the colour of the background's lower part, so the seam is soft."""
+    below = background[background.shape[0] * 2 // 3 :].reshape(-1, 3).mean(axis=0)
+    colour = 0.35 * np.asarray(scene.ground_colour) + 0.65 * below
+    return tuple(float(c) for c in np.clip(colour, 0.05, 0.8))
 
 
 def composite(

@@ -6,7 +6,7 @@ turns it into triangles and ``render`` draws them. World frame: tracks run along
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -177,17 +177,21 @@ def _tracks(rng: np.random.Generator, n: int) -> tuple[tuple[float, bool], ...]:
     return tuple((float(y - centre), bool(rng.random() < 0.35)) for y in ys)
 
 
-def _trains(rng: np.random.Generator, tracks, x_lo: float, x_hi: float, main: int, fill: float) -> list[Vehicle]:
-    """A consist on the main track (crossing the view) and standing rakes on some others."""
+def _trains(rng: np.random.Generator, tracks, centre_x: float, spread: float, main: int, fill: float) -> list[Vehicle]:
+    """A consist on the main track (usually across ``centre_x``) and standing rakes on some other tracks."""
     out: list[Vehicle] = []
     for i, (y, _) in enumerate(tracks):
         if i != main and rng.random() > fill:
             continue
         n = int(rng.integers(CARS_PER_CONSIST[0], CARS_PER_CONSIST[1] + 1))
         direction = 1 if rng.random() < 0.5 else -1
-        span = x_hi - x_lo
-        start = rng.uniform(x_lo, x_hi) if rng.random() < 0.6 else (x_lo + span * 0.5 + rng.normal(0, span * 0.15))
-        out += consist(rng, y, float(start), direction, n, allow_locos=i == main or rng.random() < 0.4)
+        cars = consist(rng, y, 0.0, direction, n, allow_locos=i == main or rng.random() < 0.4)
+        length = sum(v.length for v in cars)
+        if rng.random() < (0.85 if i == main else 0.6):  # covers the centre of the view
+            start = centre_x - direction * rng.uniform(0.05, 0.95) * length
+        else:  # starts or ends somewhere in (or near) the view
+            start = centre_x + rng.uniform(-spread, spread) - (direction * length if rng.random() < 0.5 else 0.0)
+        out += [replace(v, x=float(v.x + start)) for v in cars]
     return out
 
 
@@ -263,7 +267,8 @@ def ground_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scene:
     field_w = dist * 36.0 / focal
     shallow = rng.random() < r["shallow_angle_prob"]
     theta = np.deg2rad(rng.uniform(6, 25) if shallow else rng.uniform(25, r["view_angle_deg"][1]))
-    height = float(rng.uniform(*r["camera_height_m"]) * (1.0 if rng.random() < 0.85 else 3.0))
+    elevated = dist > 300 and rng.random() < r["elevated_prob"]  # hillside or tall river bank
+    height = float(rng.uniform(*r["camera_height_m_elevated" if elevated else "camera_height_m"]))
     side = 1.0 if rng.random() < 0.5 else -1.0
     sx = 1.0 if rng.random() < 0.5 else -1.0
     y_main = tracks[main][0]
@@ -277,7 +282,7 @@ def ground_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scene:
     half_len = float(min(2500.0, max(250.0, 1.6 * field_w / np.sin(theta) + dist * 0.3)))
     x_lo, x_hi = -half_len, half_len
     visible_half = float(min(half_len, field_w / np.sin(theta)))
-    vehicles = [] if negative else _trains(rng, tracks, -visible_half, visible_half, main, 0.45)
+    vehicles = [] if negative else _trains(rng, tracks, target[0], visible_half, main, 0.45)
     y_near = tracks[0][0] - 3.0 if side > 0 else tracks[-1][0] + 3.0
     y_far = tracks[-1][0] + 3.0 if side > 0 else tracks[0][0] - 3.0
     props = _props_common(rng, y_far, y_near, -visible_half, visible_half, overhead=False)
@@ -325,7 +330,7 @@ def ground_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scene:
     vis_km = _log_uniform(rng, *r["visibility_km_log"])
     light = _light(rng, min(700.0, field_w * 1.5 / max(np.sin(theta), 0.3) + 40))
     haze = (0.68, 0.72, 0.78) if not light.overcast else (0.74, 0.75, 0.77)
-    band_half = float(rng.uniform(25, 160))
+    band_half = float(rng.uniform(*r["ground_band_half_m"]))
     ground = tuple(
         float(c) for c in np.asarray([(0.30, 0.34, 0.20), (0.38, 0.35, 0.27), (0.32, 0.31, 0.28)][rng.integers(3)])
     )
@@ -361,7 +366,7 @@ def overhead_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scen
     n_tracks = int(rng.integers(r["tracks"][0], r["tracks"][1] + 1))
     tracks = _tracks(rng, n_tracks)
     x_half = half * 1.6 + 30
-    vehicles = [] if negative else _trains(rng, tracks, -x_half, x_half, int(rng.integers(n_tracks)), 0.6)
+    vehicles = [] if negative else _trains(rng, tracks, 0.0, x_half, int(rng.integers(n_tracks)), 0.6)
     y_lo, y_hi = tracks[0][0] - 3.0, tracks[-1][0] + 3.0
     props = _props_common(rng, y_hi, y_lo, -x_half, x_half, overhead=True)
     yaw = rng.uniform(0, 2 * np.pi) if rng.random() < 0.6 else rng.choice([0, np.pi / 2]) + rng.normal(0, 0.05)
