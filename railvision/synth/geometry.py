@@ -204,6 +204,12 @@ class MeshBuilder:
                 nrm += [(nx, 0.0, 0.0)] * 3
         self.parts.append(_pack(np.asarray(pos, np.float32), np.asarray(nrm, np.float32), color, mat))
 
+    def prism_across(self, profile_xz: np.ndarray, width: float, color, mat: int = Mat.PLAIN) -> None:
+        """Extrude a convex (x, z) side profile across the track, ``width`` wide (hopper bodies)."""
+        sub = MeshBuilder()
+        sub.prism(np.column_stack([-profile_xz[:, 0], profile_xz[:, 1]]), -width / 2, width / 2, color, mat)
+        self.parts.append(transform(sub.array(), 90.0))
+
     def array(self) -> np.ndarray:
         return np.concatenate(self.parts) if self.parts else np.zeros((0, FLOATS), np.float32)
 
@@ -330,11 +336,18 @@ def boxcar(rng: np.random.Generator, length: float) -> np.ndarray:
     doors = 1 if rng.random() < 0.8 else 2
     door_w = rng.uniform(2.0, 3.8) if doors == 1 else 2.0
     door_xs = [rng.uniform(-0.5, 0.5)] if doors == 1 else [-body_len * 0.2, body_len * 0.2]
-    door_col = body * rng.uniform(0.75, 1.1)
+    door_col = body * rng.uniform(0.6, 0.9)
     for dx in door_xs:
         for side in (-1, 1):
-            b.box((dx, side * (w / 2 + 0.05), (1.3 + eave - 0.1) / 2), (door_w, 0.08, eave - 1.4), door_col, Mat.RIBBED)
-            b.box((dx, side * (w / 2 + 0.1), eave - 0.05), (door_w * 2.1, 0.06, 0.1), DARK, Mat.METAL)
+            y = side * (w / 2 + 0.05)
+            b.box((dx, y, (1.3 + eave - 0.1) / 2), (door_w, 0.08, eave - 1.4), door_col, Mat.METAL)
+            b.boxes(
+                [(dx - door_w / 2, y * 1.01, (1.3 + eave) / 2), (dx + door_w / 2, y * 1.01, (1.3 + eave) / 2)],
+                (0.12, 0.06, eave - 1.3),
+                DARK * 2,
+                Mat.METAL,
+            )  # door edges
+            b.box((dx, y * 1.02, eave - 0.05), (door_w * 2.1, 0.06, 0.12), DARK, Mat.METAL)  # door rail
     for side in (-1, 1):  # corner posts and side sill
         b.box((0, side * (w / 2 + 0.02), 1.3), (body_len, 0.06, 0.15), body * 0.7, Mat.METAL)
     if rng.random() < 0.8:
@@ -437,16 +450,29 @@ def gondola(rng: np.random.Generator, length: float, hopper: bool) -> np.ndarray
     body = weathered(rng, pick(rng, "freight_misc"), 0.45)
     body_len = length - 1.4
     top = rng.uniform(3.3, 3.7) if not hopper else rng.uniform(4.0, 4.6)
-    bottom = 1.25 if not hopper else 1.9
+    bottom = 1.25 if not hopper else 1.6
     w = 3.15
     covered = hopper and rng.random() < 0.5
-    for side in (-1, 1):
-        b.box((0, side * (w / 2 - 0.05), (bottom + top) / 2), (body_len, 0.1, top - bottom), body, Mat.RIBBED)
-        b.box((side * (body_len / 2 - 0.05), 0, (bottom + top) / 2), (0.1, w, top - bottom), body * 0.9, Mat.RIBBED)
-    b.box((0, 0, bottom + 0.05), (body_len, w, 0.1), body * 0.6)
-    if hopper:
-        for hx in np.linspace(-body_len / 3, body_len / 3, 3):
-            b.prism(np.array([(-1.4, 1.9), (1.4, 1.9), (0.5, 0.8), (-0.5, 0.8)]), hx - 1.2, hx + 1.2, body * 0.85)
+    if hopper:  # sloped end walls down to the discharge chutes: a trapezoid seen from the side
+        slope = rng.uniform(1.6, 2.6)
+        profile = np.array(
+            [
+                (-body_len / 2, top),
+                (-body_len / 2, 2.6),
+                (-body_len / 2 + slope, bottom - 0.3),
+                (body_len / 2 - slope, bottom - 0.3),
+                (body_len / 2, 2.6),
+                (body_len / 2, top),
+            ]
+        )
+        b.prism_across(profile, w, body, Mat.RIBBED)
+        chutes = np.linspace(-body_len / 2 + slope + 1.0, body_len / 2 - slope - 1.0, 3)
+        b.boxes(np.stack([chutes, np.zeros(3), np.full(3, bottom - 0.55)], 1), (1.4, 2.2, 0.5), body * 0.6)
+    else:
+        for side in (-1, 1):
+            b.box((0, side * (w / 2 - 0.05), (bottom + top) / 2), (body_len, 0.1, top - bottom), body, Mat.RIBBED)
+            b.box((side * (body_len / 2 - 0.05), 0, (bottom + top) / 2), (0.1, w, top - bottom), body * 0.9)
+        b.box((0, 0, bottom + 0.05), (body_len, w, 0.1), body * 0.6)
     if covered:
         b.cylinder((0, 0, top), (w / 2, 0.35), body_len, body * 1.05, Mat.METAL, arc=(0, np.pi))
         hatches = np.linspace(-body_len / 2 + 1.5, body_len / 2 - 1.5, 4)
@@ -487,35 +513,50 @@ def coach(rng: np.random.Generator, length: float) -> np.ndarray:
 def _loco_body(
     b: MeshBuilder, rng: np.random.Generator, length: float, cab_ends: tuple[int, ...], pantograph: bool, body, stripe
 ) -> None:
-    """Full-width cab-unit body (2TE10 sections, electrics) with cab windows at ``cab_ends``."""
+    """Full-width cab unit (2TE10/2TE116 section, electric): skirted frame, louvred body, cab with a nose and
+    a two-pane windscreen at each of ``cab_ends``, roof fans or pantographs, livery band."""
     w = 3.1
     body_len = length - 1.0
-    eave = 4.5
-    b.box((0, 0, (1.5 + eave) / 2), (body_len, w, eave - 1.5), body)
-    b.cylinder((0, 0, eave), (w / 2, 0.55), body_len, body * 0.8, Mat.METAL, arc=(0, np.pi))
+    eave = 4.55
+    cab = 2.6
+    b.box((0, 0, 1.65), (body_len, w + 0.04, 0.5), body * 0.45, Mat.METAL)  # frame and skirt
+    b.box((0, 0, (1.9 + eave) / 2), (body_len, w, eave - 1.9), body)
+    b.cylinder((0, 0, eave), (w / 2, 0.5), body_len, body * 0.75, Mat.METAL, arc=(0, np.pi))
+    band_z, band_h = rng.uniform(2.3, 2.9), rng.uniform(0.25, 0.6)
+    cab_xs = [e * (body_len / 2 - cab / 2) for e in cab_ends]
+    lo = -body_len / 2 + (cab if -1 in cab_ends else 0.6)
+    hi = body_len / 2 - (cab if 1 in cab_ends else 0.6)
     for side in (-1, 1):
-        b.box((0, side * (w / 2 + 0.01), 2.2), (body_len, 0.02, rng.uniform(0.2, 0.5)), stripe)
-        n = int(rng.integers(3, 7))
-        xs = np.linspace(-body_len * 0.25, body_len * 0.3, n)
-        b.boxes(
-            np.stack([xs, np.full(n, side * (w / 2 + 0.01)), np.full(n, 3.5)], 1), (0.9, 0.02, 0.6), DARK, Mat.GLASS
-        )
+        y = side * (w / 2 + 0.015)
+        b.box((0, y, band_z), (body_len, 0.02, band_h), stripe)
+        if pantograph:  # electrics: a row of machine-room windows
+            xs = np.linspace(lo + 1.0, hi - 1.0, int(rng.integers(4, 8)))
+            b.boxes(np.stack([xs, np.full_like(xs, y), np.full_like(xs, 3.7)], 1), (0.8, 0.02, 0.6), DARK, Mat.GLASS)
+        else:  # diesels: louvre grilles along the upper body
+            xs = np.linspace(lo + 1.2, hi - 1.2, int(rng.integers(3, 6)))
+            centres = np.stack([xs, np.full_like(xs, y), np.full_like(xs, 3.75)], 1)
+            b.boxes(centres, (1.6, 0.02, 0.9), body * 0.75, Mat.RIBBED)
+        for cx in cab_xs:
+            b.box((cx, y, 3.8), (1.1, 0.02, 0.75), DARK, Mat.GLASS)  # cab side window
+            b.box((cx - np.sign(cx) * 1.1, y, 2.9), (0.7, 0.02, 1.9), body * 0.7)  # cab door
     for end in cab_ends:
         x = end * body_len / 2
-        b.box((x + end * 0.45, 0, 2.2), (0.9, w * 0.92, 1.3), body)  # nose
-        b.box((x + end * 0.9, 0, 2.4), (0.05, w * 0.6, 0.3), stripe)
-        for y in (-0.7, 0.7):
-            b.box((x + end * 0.02, y, 3.7), (0.06, 1.1, 0.8), DARK, Mat.GLASS)
+        b.box((x + end * 0.5, 0, 2.35), (1.0, w * 0.9, 0.9), body)  # nose
+        b.box((x + end * 1.0, 0, 2.35), (0.05, w * 0.7, band_h), stripe)
+        b.box((x + end * 0.5, 0, 2.85), (1.0, w * 0.9, 0.1), body * 0.8)
+        for y in (-0.72, 0.72):
+            b.box((x + end * 0.03, y, 3.75), (0.06, 1.2, 0.95), DARK, Mat.GLASS)
+        b.cylinder((x + end * 0.05, 0, 4.55), 0.18, 0.12, (0.9, 0.9, 0.8), segments=8)  # headlight
     if pantograph:
         for px in (-body_len * 0.3, body_len * 0.3):
-            b.box((px, 0, eave + 0.75), (0.1, 1.8, 0.06), DARK * 3)
-            b.box((px, 0, eave + 0.65), (1.4, 0.08, 0.06), DARK * 3, rot=_rot_y(25))
+            b.box((px, 0, eave + 0.95), (0.15, 1.9, 0.06), DARK * 3)
+            b.box((px, 0, eave + 0.7), (1.5, 0.08, 0.06), DARK * 3, rot=_rot_y(25))
     else:
-        fans = np.linspace(-body_len * 0.35, -body_len * 0.05, int(rng.integers(2, 4)))
-        for fx in fans:
-            b.cylinder((fx, 0, eave + 0.5), 0.6, 0.15, DARK * 2, axis="z", segments=10)
+        fans = np.linspace(lo + 1.5, lo + (hi - lo) * 0.55, int(rng.integers(2, 4)))
+        b.cylinder([(fx, 0, eave + 0.45) for fx in fans], 0.65, 0.16, DARK * 2, axis="z", segments=10)
+        b.box((hi - 2.0, 0, eave + 0.5), (1.2, 0.8, 0.3), body * 0.5)  # exhaust hood
     running_gear(b, length, 1.5, axles=3 if not pantograph else 2, width=3.0)
-    number_marks(b, rng, body_len * 0.15, 2.5, w / 2 + 0.02, stripe)
+    number_marks(b, rng, cab_xs[0] - np.sign(cab_xs[0]) * 2.5, band_z + band_h, w / 2 + 0.02, stripe)
 
 
 def _rot_y(deg: float) -> np.ndarray:
