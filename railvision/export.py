@@ -214,13 +214,22 @@ def nms_arg(head: str) -> bool | None:
 
 
 def ultralytics_predict(
-    model, images: Sequence[np.ndarray], *, imgsz: int, conf: float, iou: float, head: str, device: str
+    model,
+    images: Sequence[np.ndarray],
+    *,
+    imgsz: int,
+    conf: float,
+    iou: float,
+    head: str,
+    device: str,
+    rect: bool = False,
 ) -> Iterator[Detections]:
-    """Ultralytics ``predict`` on BGR images with the square letterbox the engine uses, as ``Detections``."""
+    """Ultralytics ``predict`` on BGR images as ``Detections``, with the letterbox the engine uses:
+    square for fixed-shape models, stride-aligned rectangles (``rect``) for dynamic ones."""
     names = tuple(model.names[i] for i in sorted(model.names))
     for image in images:
         result = model.predict(
-            image, imgsz=imgsz, conf=conf, iou=iou, rect=False, nms=nms_arg(head), device=device, verbose=False
+            image, imgsz=imgsz, conf=conf, iou=iou, rect=rect, nms=nms_arg(head), device=device, verbose=False
         )[0]
         boxes = result.boxes
         yield Detections(
@@ -283,7 +292,14 @@ def export(cfg: ExportConfig, log=print) -> ExportResult:
     iou_bound, conf_bound = (PARITY_IOU_HALF, PARITY_CONF_HALF) if cfg.half else (PARITY_IOU, PARITY_CONF)
     parity = compare_models(
         ultralytics_predict(
-            YOLO(str(weights)), images, imgsz=imgsz, conf=cfg.verify_conf, iou=0.7, head=cfg.head, device=device
+            YOLO(str(weights)),
+            images,
+            imgsz=imgsz,
+            conf=cfg.verify_conf,
+            iou=0.7,
+            head=cfg.head,
+            device=device,
+            rect=detector.rect_stride is not None,
         ),
         iter(detector.detect(list(images))),
         cfg.verify_conf,
