@@ -68,6 +68,8 @@ class TrainConfig:
     project: Path = Path("runs/train")
     name: str = "exp"
     workers: int = 4
+    freeze: int = 0  # first N layers kept as they are: faster, and safer on small data
+    val: bool = True  # validate after every epoch (the last epoch is always validated)
     extra: dict[str, Any] = field(default_factory=dict)  # passed through to Ultralytics unchanged
 
 
@@ -188,6 +190,8 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
             workers=cfg.workers,
             amp=amp_setting(device),
             augmentations=domain_augmentations(cfg.augment) or None,
+            freeze=cfg.freeze or None,
+            val=cfg.val,
             **cfg.extra,
         )
     seconds = time.perf_counter() - start

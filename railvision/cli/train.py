@@ -36,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--project", type=Path, default=Path("runs/train"), help="parent folder of runs")
     parser.add_argument("--name", default="exp", help="run name (Ultralytics appends a number if it exists)")
     parser.add_argument("--workers", type=int, default=4, help="dataloader worker processes")
+    parser.add_argument(
+        "--freeze", type=int, default=0, metavar="N", help="keep the first N layers fixed (10: the backbone)"
+    )
+    parser.add_argument(
+        "--no-val", dest="val", action="store_false", help="validate only after the last epoch (saves time on CPU)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
