@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--int8",
         action="store_true",
         help=f"also write NAME-int8.onnx (onnxruntime static quantisation, calibrated on --calib); kept only if "
-        f"it finds >= {INT8_RECALL:.0%} of the FP32 boxes at conf {INT8_CONF} (same class, IoU >= 0.5) "
+        f"it finds >= {INT8_RECALL * 100:.0f}%% of the FP32 boxes at conf {INT8_CONF} (same class, IoU >= 0.5) "
         f"with mean IoU >= {INT8_MEAN_IOU}, else removed and the exit code is 1",
     )
     parser.add_argument("--calib", type=Path, help="folder of calibration / verification images")

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Rebuilds the shipped default model models/railvision-n.{pt,onnx} from nothing but this repo
+# (and ../shared/pretrained when present). The recipe and its figures are in models/railvision-n.md.
+# Override the sizes for a GPU run, e.g.: N_TRAIN=20000 EPOCHS=60 IMGSZ=640 FREEZE=0 DEVICE=0 scripts/build_default_model.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N_TRAIN=${N_TRAIN:-1600}
+N_TEST=${N_TEST:-300}
+EPOCHS=${EPOCHS:-3}
+IMGSZ=${IMGSZ:-512}
+FREEZE=${FREEZE:-10}
+DEVICE=${DEVICE:-auto}
+WORK=${WORK:-runs/default-model}
+PRETRAINED=../shared/pretrained/yolo26n-coco-partial.pt
+WEIGHTS=${WEIGHTS:-$([ -f "$PRETRAINED" ] && echo "$PRETRAINED" || echo yolo26n.yaml)}
+
+# 1. synthetic training data and a separately seeded test set (same seed, same bytes)
+[ -f "$WORK/synth-train/data.yaml" ] ||
+  railvision synth --out "$WORK/synth-train" --n "$N_TRAIN" --seed 1 --imgsz 640 --workers 2 --val-fraction 0.08
+[ -f "$WORK/synth-test/data.yaml" ] ||
+  railvision synth --out "$WORK/synth-test" --n "$N_TEST" --seed 1001 --imgsz 640 --workers 2 --val-fraction 1.0
+
+# 2. fine-tune from the partly COCO-pretrained YOLO26n with the mixed domain augmentation
+rm -rf "$WORK/train"
+railvision train --data "$WORK/synth-train/data.yaml" --weights "$WEIGHTS" --epochs "$EPOCHS" --imgsz "$IMGSZ" \
+  --batch 16 --device "$DEVICE" --augment mixed --seed 0 --freeze "$FREEZE" --no-val --workers 2 \
+  --project "$WORK" --name train 2>&1 | tee "$WORK/train.log"
+
+# 3. ship: the .pt for users' fine-tuning, the ONNX (end-to-end head, dynamic shapes) for the engine
+mkdir -p models
+cp "$WORK/train/weights/best.pt" models/railvision-n.pt
+railvision export --weights models/railvision-n.pt --imgsz "$IMGSZ" --dynamic --head end2end \
+  --out models/railvision-n.onnx --calib "$WORK/synth-test/images/val"
+
+# 4. the card's table: the held-out synthetic test set
+railvision eval --model models/railvision-n.onnx --data "$WORK/synth-test/data.yaml" --out "$WORK/eval"
