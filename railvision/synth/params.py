@@ -22,7 +22,8 @@ VEHICLE_KINDS: dict[str, tuple[str, float]] = {
     "electric": ("other_railcar", 0.15),
 }
 LOCO_KINDS: dict[str, float] = {"2te10": 0.5, "tem2": 0.3, "chme3": 0.2}
-LOCO_COUNT_WEIGHTS = (0.35, 0.45, 0.2)  # P(0, 1, 2 locomotives) in a consist
+LOCO_COUNT_WEIGHTS = (0.3, 0.45, 0.25)  # P(0, 1, 2 locomotives) at the head of a consist
+LIGHT_ENGINE_PROB = 0.25  # a side track holds only 1-3 parked locomotives
 CARS_PER_CONSIST = (3, 40)
 BLOCK_PROB = 0.55  # a consist is often made of blocks of one kind (rows of tank cars)
 
@@ -67,12 +68,12 @@ LIVERIES = {
 
 VIEW_RANGES = {
     "ground": {
-        "telephoto_prob": 0.75,
+        "telephoto_prob": 0.7,
         "focal_mm_tele": (100.0, 800.0),
         "focal_mm_close": (28.0, 110.0),
         "range_m_tele_log": (100.0, 3000.0),
         "range_m_close_log": (35.0, 160.0),
-        "car_height_px_log": (10.0, 260.0),  # target apparent height of a car, picks range vs focal
+        "car_height_px_log": (12.0, 320.0),  # target apparent height of a car, picks range vs focal
         "camera_height_m": (1.5, 12.0),
         "camera_height_m_elevated": (12.0, 45.0),
         "elevated_prob": 0.2,

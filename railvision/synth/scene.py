@@ -15,6 +15,7 @@ from railvision.synth.params import (
     CARS_PER_CONSIST,
     DIMENSIONS,
     LIGHT,
+    LIGHT_ENGINE_PROB,
     LOCO_COUNT_WEIGHTS,
     LOCO_KINDS,
     VEHICLE_KINDS,
@@ -122,11 +123,10 @@ def _length(rng: np.random.Generator, kind: str) -> float:
 
 
 def consist(
-    rng: np.random.Generator, y: float, x_start: float, direction: int, n_cars: int, allow_locos: bool = True
+    rng: np.random.Generator, y: float, x_start: float, direction: int, n_cars: int, n_locos: int
 ) -> list[Vehicle]:
-    """A train: 0-2 locomotives (a 2TE10 counts its two sections) then cars, coupled in a line."""
+    """A train: ``n_locos`` locomotives (a 2TE10 counts its two sections) then cars, coupled in a line."""
     kinds: list[str] = []
-    n_locos = int(rng.choice(3, p=LOCO_COUNT_WEIGHTS)) if allow_locos else 0
     for _ in range(n_locos):
         loco = _choice(rng, LOCO_KINDS)
         kinds += [loco, loco] if loco == "2te10" else [loco]
@@ -185,7 +185,11 @@ def _trains(rng: np.random.Generator, tracks, centre_x: float, spread: float, ma
             continue
         n = int(rng.integers(CARS_PER_CONSIST[0], CARS_PER_CONSIST[1] + 1))
         direction = 1 if rng.random() < 0.5 else -1
-        cars = consist(rng, y, 0.0, direction, n, allow_locos=i == main or rng.random() < 0.4)
+        if i != main and rng.random() < LIGHT_ENGINE_PROB:  # locomotives parked on their own
+            n, n_locos = 0, int(rng.integers(1, 4))
+        else:
+            n_locos = int(rng.choice(3, p=LOCO_COUNT_WEIGHTS)) if i == main or rng.random() < 0.4 else 0
+        cars = consist(rng, y, 0.0, direction, n, n_locos)
         length = sum(v.length for v in cars)
         if rng.random() < (0.85 if i == main else 0.6):  # covers the centre of the view
             start = centre_x - direction * rng.uniform(0.05, 0.95) * length
