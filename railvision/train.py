@@ -73,6 +73,12 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # passed through to Ultralytics unchanged
 
 
+def short_run_schedule(epochs: int) -> dict[str, float]:
+    """Warm-up and mosaic-closing scaled to the run: Ultralytics' 3 warm-up epochs and 10 mosaic-free
+    final epochs suit 100-epoch GPU runs, but would be the whole of a few-epoch CPU run."""
+    return {"warmup_epochs": min(3.0, 0.1 * epochs), "close_mosaic": min(10, epochs // 3)}
+
+
 @dataclass
 class TrainResult:
     save_dir: Path
@@ -192,7 +198,7 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
             augmentations=domain_augmentations(cfg.augment) or None,
             freeze=cfg.freeze or None,
             val=cfg.val,
-            **cfg.extra,
+            **(short_run_schedule(cfg.epochs) | cfg.extra),
         )
     seconds = time.perf_counter() - start
     trainer = model.trainer
