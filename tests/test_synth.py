@@ -124,3 +124,15 @@ def test_generate_rejects_zero_images(tmp_path: Path) -> None:
 
     with pytest.raises(SynthError):
         generate(SynthConfig(tmp_path / "d", 0, ("ground",)))
+
+
+def test_missing_egl_names_the_packages(tmp_path: Path, capsys, monkeypatch) -> None:
+    import moderngl
+
+    def no_egl(**kwargs):
+        raise RuntimeError("eglGetDisplay failed")
+
+    monkeypatch.setattr(moderngl, "create_standalone_context", no_egl)
+    assert main(["synth", "--out", str(tmp_path / "d"), "--n", "1", "--workers", "2", "--imgsz", "128"]) == 2
+    err = capsys.readouterr().err
+    assert "libegl1" in err and "libgl1-mesa-dri" in err and "eglGetDisplay failed" in err

@@ -12,6 +12,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from railvision.synth.post import (
     ground_colour_for,
     haze_colour_for,
 )
-from railvision.synth.render import Renderer, RenderResult, cull_to_view
+from railvision.synth.render import Renderer, RenderResult, cull_to_view, gl_context
 from railvision.synth.scene import Scene, make_scene
 from railvision.taxonomy import CLASS_NAMES
 
@@ -151,6 +152,13 @@ def _init_worker(cfg: SynthConfig, threads: int) -> None:
     os.environ["LP_NUM_THREADS"] = str(threads)
     cv2.setNumThreads(1)
     _GENERATOR = Generator(cfg)
+
+
+def _release_worker() -> None:
+    global _GENERATOR
+    if _GENERATOR is not None:
+        _GENERATOR.renderer.release()
+        _GENERATOR = None
 
 
 def _write_one(index: int) -> dict:
@@ -310,29 +318,28 @@ def generate(
     """Write the whole dataset; returns the stats. Identical bytes for any ``workers``."""
     if cfg.n <= 0:
         raise SynthError("--n must be a positive number of images")
+    gl_context().release()  # fail here, clearly, rather than in every worker
     prepare_out(cfg.out, overwrite)
     records: list[dict] = []
     start = time.monotonic()
     last = start
-    if workers <= 1:
-        _init_worker(cfg, threads=max(1, os.cpu_count() or 1))
-        results = map(_write_one, range(cfg.n))
-        pool = None
-    else:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(cfg, threads))
-        results = pool.imap(_write_one, range(cfg.n), chunksize=1)
-    try:
+    with ExitStack() as stack:
+        if workers <= 1:
+            _init_worker(cfg, threads=max(1, os.cpu_count() or 1))
+            stack.callback(_release_worker)
+            results = map(_write_one, range(cfg.n))
+        else:
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            pool = stack.enter_context(
+                mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(cfg, threads))
+            )
+            results = pool.imap(_write_one, range(cfg.n), chunksize=1)
         for rec in results:
             records.append(rec)
             now = time.monotonic()
             if progress and (now - last > 5.0 or len(records) == cfg.n):
                 progress(len(records), cfg.n, now - start)
                 last = now
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
     stats = _write_meta(cfg, records)
     write_previews(cfg, records)
     return stats

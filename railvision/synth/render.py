@@ -208,19 +208,23 @@ class RenderResult:
     full_area: dict[int, float]  # instance -> unoccluded projected area in render pixels (inf: crosses the camera)
 
 
+def gl_context():
+    """A headless moderngl context over EGL, or a ``SynthError`` naming the packages to install."""
+    try:
+        import moderngl
+    except ImportError as exc:
+        raise SynthError(EGL_HELP.format(err=exc)) from exc
+    try:
+        return moderngl.create_standalone_context(backend="egl")
+    except Exception as exc:  # moderngl / glcontext raise plain Exceptions
+        raise SynthError(EGL_HELP.format(err=exc)) from exc
+
+
 class Renderer:
     """One GL context and its framebuffers; create one per process."""
 
     def __init__(self, size: int) -> None:
-        try:
-            import moderngl
-        except ImportError as exc:
-            raise SynthError(EGL_HELP.format(err=exc)) from exc
-        try:
-            self.ctx = moderngl.create_standalone_context(backend="egl")
-        except Exception as exc:  # moderngl / glcontext raise plain Exceptions
-            raise SynthError(EGL_HELP.format(err=exc)) from exc
-        ctx = self.ctx
+        self.ctx = ctx = gl_context()
         self.size = size
         self.prog = ctx.program(vertex_shader=_VS, fragment_shader=_FS)
         self.depth_prog = ctx.program(vertex_shader=_DEPTH_VS, fragment_shader=_MASK_FS)
