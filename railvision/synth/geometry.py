@@ -211,7 +211,15 @@ class MeshBuilder:
         self.parts.append(transform(sub.array(), 90.0))
 
     def array(self) -> np.ndarray:
-        return np.concatenate(self.parts) if self.parts else np.zeros((0, FLOATS), np.float32)
+        """All parts, with every triangle wound counter-clockwise as seen from the side its normals face."""
+        if not self.parts:
+            return np.zeros((0, FLOATS), np.float32)
+        out = np.concatenate(self.parts)
+        tri = out.reshape(-1, 3, FLOATS)
+        geometric = np.cross(tri[:, 1, 0:3] - tri[:, 0, 0:3], tri[:, 2, 0:3] - tri[:, 0, 0:3])
+        flip = np.einsum("ij,ij->i", geometric, tri[:, :, 3:6].sum(axis=1)) < 0
+        tri[flip, 1], tri[flip, 2] = tri[flip, 2].copy(), tri[flip, 1].copy()
+        return out
 
 
 def transform(mesh: np.ndarray, yaw_deg: float = 0.0, offset: Vec = (0.0, 0.0, 0.0), inst: int = 0) -> np.ndarray:
@@ -241,6 +249,13 @@ def weathered(rng: np.random.Generator, base, fade: float = 0.25) -> np.ndarray:
 def pick(rng: np.random.Generator, key: str) -> np.ndarray:
     options = LIVERIES[key]
     return np.asarray(options[rng.integers(len(options))], np.float32)
+
+
+def roof_colour(rng: np.random.Generator, body: np.ndarray) -> np.ndarray:
+    """Roofs seen from above: the body colour bleached by sun and dust, or bare galvanised grey."""
+    grey = rng.uniform(0.45, 0.7)
+    mix = rng.uniform(0.2, 0.8)
+    return (body * (1 - mix) + grey * mix).astype(np.float32)
 
 
 DARK = np.array([0.07, 0.07, 0.07], np.float32)
@@ -329,10 +344,10 @@ def boxcar(rng: np.random.Generator, length: float) -> np.ndarray:
     eave = height - roof_rise
     b.box((0, 0, (1.25 + eave) / 2), (body_len, w, eave - 1.25), body, Mat.RIBBED)
     if roof_rise > 0.12:
-        roof = body * rng.uniform(0.8, 1.1)
+        roof = roof_colour(rng, body)
         b.cylinder((0, 0, eave), (w / 2 + 0.03, roof_rise), body_len + 0.05, roof, Mat.METAL, arc=(0, np.pi))
     else:
-        b.box((0, 0, eave + 0.05), (body_len + 0.05, w + 0.06, 0.1), body * 0.9, Mat.METAL)
+        b.box((0, 0, eave + 0.05), (body_len + 0.05, w + 0.06, 0.1), roof_colour(rng, body), Mat.METAL)
     doors = 1 if rng.random() < 0.8 else 2
     door_w = rng.uniform(2.0, 3.8) if doors == 1 else 2.0
     door_xs = [rng.uniform(-0.5, 0.5)] if doors == 1 else [-body_len * 0.2, body_len * 0.2]
@@ -499,7 +514,7 @@ def coach(rng: np.random.Generator, length: float) -> np.ndarray:
     w = 3.14
     eave = 3.9
     b.box((0, 0, (1.1 + eave) / 2), (body_len, w, eave - 1.1), body)
-    b.cylinder((0, 0, eave), (w / 2, 0.45), body_len, body * 0.7 + 0.1, Mat.METAL, arc=(0, np.pi))
+    b.cylinder((0, 0, eave), (w / 2, 0.45), body_len, roof_colour(rng, body), Mat.METAL, arc=(0, np.pi))
     n = int(body_len / 1.9) - 2
     xs = np.linspace(-body_len / 2 + 3.0, body_len / 2 - 3.0, n)
     for side in (-1, 1):
@@ -521,7 +536,7 @@ def _loco_body(
     cab = 2.6
     b.box((0, 0, 1.65), (body_len, w + 0.04, 0.5), body * 0.45, Mat.METAL)  # frame and skirt
     b.box((0, 0, (1.9 + eave) / 2), (body_len, w, eave - 1.9), body)
-    b.cylinder((0, 0, eave), (w / 2, 0.5), body_len, body * 0.75, Mat.METAL, arc=(0, np.pi))
+    b.cylinder((0, 0, eave), (w / 2, 0.5), body_len, roof_colour(rng, body), Mat.METAL, arc=(0, np.pi))
     band_z, band_h = rng.uniform(2.3, 2.9), rng.uniform(0.25, 0.6)
     cab_xs = [e * (body_len / 2 - cab / 2) for e in cab_ends]
     lo = -body_len / 2 + (cab if -1 in cab_ends else 0.6)
@@ -646,7 +661,7 @@ def track(
         b.boxes(
             np.stack([xs, np.full_like(xs, y), np.full_like(xs, -0.14)], 1),
             (0.28, 2.7, 0.1),
-            (0.55, 0.54, 0.52),
+            (0.5, 0.49, 0.47),
             Mat.PLAIN,
         )
     half = DIMENSIONS["gauge_1520"] / 2 + 0.035

@@ -160,6 +160,7 @@ def composite(
     rgba = result.rgba
     if rgba.shape[0] != size:
         rgba = cv2.resize(rgba, (size, size), interpolation=cv2.INTER_AREA)
+    rgba = cv2.GaussianBlur(rgba, (0, 0), rng.uniform(*POST["antialias_sigma_px"]))  # soften raster jaggies
     fg, alpha = rgba[..., :3], rgba[..., 3:4]
     bg = background
     if scene.view == "ground":
