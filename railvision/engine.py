@@ -171,13 +171,14 @@ class Detector:
         batch: int = 8,
         max_pixels: int | None = None,
         rect: bool = True,
+        spinning: bool = True,
     ) -> None:
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
         if not self.model_path.is_file():
             raise ModelError(f"model not found: {self.model_path}")
         self.conf, self.iou, self.max_det, self.max_pixels = conf, iou, max_det, max_pixels
         self._check_thresholds(conf, iou, max_det)
-        self.session = self._open_session(device, threads)
+        self.session = self._open_session(device, threads, spinning)
         self.provider = self.session.get_providers()[0]
         meta = self.session.get_modelmeta().custom_metadata_map
         self.metadata: dict[str, str] = dict(meta)
@@ -211,11 +212,13 @@ class Detector:
         if max_det < 1:
             raise ValueError(f"max_det must be at least 1, got {max_det}")
 
-    def _open_session(self, device: str, threads: int | None) -> ort.InferenceSession:
+    def _open_session(self, device: str, threads: int | None, spinning: bool) -> ort.InferenceSession:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
+        if not spinning:  # idle ORT threads sleep instead of busy-waiting: they leave the cores to other work
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         kind, _, index = device.partition(":")
         if kind not in ("auto", "cpu", "cuda"):

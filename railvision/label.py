@@ -226,9 +226,10 @@ class State:
 
 
 def open_detector(options: LabelOptions, threads: int | None = None) -> Detector:
+    """The labeller's detector: ORT threads do not spin while idle, so decoding threads get the cores."""
     return Detector(
         options.model, device=options.device, conf=options.conf, iou=options.iou, threads=threads,
-        batch=options.batch, max_pixels=options.max_pixels,
+        batch=options.batch, max_pixels=options.max_pixels, spinning=False,
     )  # fmt: skip
 
 

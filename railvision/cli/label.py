@@ -49,10 +49,14 @@ class Progress:
         self.enabled, self.bar = enabled, None
 
     def start(self, total: int) -> None:
-        if self.enabled:
+        if not self.enabled:
+            return
+        try:
             from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="img", file=sys.stderr, desc="labelling", smoothing=0.1)
+        except ImportError:
+            print(f"labelling {total} images (install railvision[label] for a progress bar)", file=sys.stderr)
+            return
+        self.bar = tqdm(total=total, unit="img", file=sys.stderr, desc="labelling", smoothing=0.1)
 
     def update(self, done: int) -> None:
         if self.bar is not None:
