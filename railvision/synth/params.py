@@ -78,8 +78,9 @@ VIEW_RANGES = {
         "camera_height_m_elevated": (12.0, 45.0),
         "elevated_prob": 0.2,
         "ground_band_half_m": (8.0, 60.0),  # rendered ground strip around the tracks; the photo shows elsewhere
-        "view_angle_deg": (6.0, 90.0),  # between the line of sight and the track
-        "shallow_angle_prob": 0.5,  # then (6, 25) degrees: long lines of overlapping cars
+        "shallow_angle_prob": 0.5,  # line of sight to the track: long lines of overlapping cars
+        "shallow_angle_deg": (6.0, 25.0),
+        "view_angle_deg": (25.0, 90.0),
         "visibility_km_log": (2.0, 40.0),
         "shimmer_px": (0.0, 1.6),
     },

@@ -122,7 +122,7 @@ def procedural_overhead(rng: np.random.Generator, size: int, gsd: float = 0.5) -
         cv2.fillPoly(img, [corners.astype(np.int32)], tuple(float(c) for c in tone))
     stripes = np.sin(np.arange(size, dtype=np.float32) * rng.uniform(0.3, 1.2))[None, :, None]
     img *= 1.0 + 0.04 * stripes * (rng.random() < 0.5)
-    img *= 0.75 + 0.5 * _fractal(rng, size, (6, 20, 60, 160))
+    img *= 0.88 + 0.24 * _fractal(rng, size, (12, 40, 120, 320))
     for _ in range(int(rng.integers(0, 4))):  # roads: asphalt or dirt, with a real width
         p0 = rng.uniform(-0.2, 1.2, 2) * size
         p1 = rng.uniform(-0.2, 1.2, 2) * size

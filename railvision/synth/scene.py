@@ -270,7 +270,7 @@ def ground_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scene:
     fov = float(np.rad2deg(2 * np.arctan(18.0 / focal)))
     field_w = dist * 36.0 / focal
     shallow = rng.random() < r["shallow_angle_prob"]
-    theta = np.deg2rad(rng.uniform(6, 25) if shallow else rng.uniform(25, r["view_angle_deg"][1]))
+    theta = np.deg2rad(rng.uniform(*r["shallow_angle_deg" if shallow else "view_angle_deg"]))
     elevated = dist > 300 and rng.random() < r["elevated_prob"]  # hillside or tall river bank
     height = float(rng.uniform(*r["camera_height_m_elevated" if elevated else "camera_height_m"]))
     side = 1.0 if rng.random() < 0.5 else -1.0
@@ -327,6 +327,8 @@ def ground_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scene:
                 height=half_w,
             )
         )
+    clearance = 0.3 * horiz * np.sin(theta) + 2.0  # nothing right in front of the lens
+    props = [p for p in props if p.kind == "truss" or abs(p.y - eye[1]) > clearance]
     camera = Camera(
         False, tuple(map(float, eye)), target, (0.0, 0.0, 1.0), fov, 0.0, max(0.5, dist * 0.2), dist * 3 + half_len
     )
