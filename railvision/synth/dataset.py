@@ -21,7 +21,13 @@ import numpy as np
 
 from railvision.synth import SynthError
 from railvision.synth.geometry import scene_mesh
-from railvision.synth.params import MIN_BOX_PX, MIN_VISIBLE_FRACTION, NEGATIVE_FRACTION, SUPERSAMPLE
+from railvision.synth.params import (
+    MIN_BOX_PX,
+    MIN_HAZE_TRANSMISSION,
+    MIN_VISIBLE_FRACTION,
+    NEGATIVE_FRACTION,
+    SUPERSAMPLE,
+)
 from railvision.synth.post import (
     Backgrounds,
     camera_effects,
@@ -95,13 +101,17 @@ def labels_from_render(scene: Scene, result: RenderResult, k_rot: int, size: int
     inst = np.ascontiguousarray(np.rot90(result.instances, k_rot))
     ss = inst.shape[0] / size
     boxes = []
+    eye = np.asarray(scene.camera.eye)
     for iid, (x0, y0, x1, y1, count) in sorted(mask_boxes(inst).items()):
         if count < MIN_VISIBLE_FRACTION * result.full_area.get(iid, float("inf")):
             continue
+        v = scene.vehicles[iid - 1]
+        if np.exp(-scene.haze_beta * np.linalg.norm(eye - (v.x, v.y, 2.0))) < MIN_HAZE_TRANSMISSION:
+            continue  # lost in the haze: no contrast left to see it by
         bx0, by0, bx1, by1 = x0 / ss, y0 / ss, x1 / ss, y1 / ss
         if min(bx1 - bx0, by1 - by0) < MIN_BOX_PX:
             continue
-        boxes.append((scene.vehicles[iid - 1].cls, bx0, by0, bx1, by1))
+        boxes.append((v.cls, bx0, by0, bx1, by1))
     return boxes, inst
 
 

@@ -116,4 +116,5 @@ POST = {
 NEGATIVE_FRACTION = 0.10
 MIN_VISIBLE_FRACTION = 0.2
 MIN_BOX_PX = 3.0
+MIN_HAZE_TRANSMISSION = 0.12  # vehicles behind more haze than this are not labelled
 SUPERSAMPLE = 1
