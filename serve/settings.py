@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from railvision.images import MAX_PIXELS
@@ -14,7 +14,7 @@ from railvision.images import MAX_PIXELS
 class Settings(BaseSettings):
     """Everything ``create_app`` needs; ``RAILVISION_MAX_BATCH=16`` sets ``max_batch`` and so on."""
 
-    model_config = SettingsConfigDict(env_prefix="RAILVISION_", protected_namespaces=())
+    model_config = SettingsConfigDict(env_prefix="RAILVISION_")
 
     model: Path | None = None  # None: the engine's default (RAILVISION_MODEL or models/railvision-n.onnx)
     device: str = "auto"
@@ -36,3 +36,9 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _queue_holds_a_request(self) -> Settings:
+        if self.max_images > self.max_queue:
+            raise ValueError(f"max_images ({self.max_images}) must not exceed max_queue ({self.max_queue})")
+        return self

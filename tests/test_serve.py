@@ -198,6 +198,8 @@ def test_settings_from_environment(monkeypatch):
     assert settings.max_batch == 3
     assert settings.cors_origins == ["http://a.example", "http://b.example"]
     assert settings.api_key == "k"
+    with pytest.raises(ValueError, match="max_images"):
+        Settings(max_images=10, max_queue=5)  # one request must fit in the queue
 
 
 # --- bad input --------------------------------------------------------------------------------------
@@ -369,7 +371,7 @@ async def test_concurrent_requests_are_batched(oracle_model, png):
 
 
 async def test_queue_full_answers_503_with_retry_after(oracle_model, png):
-    async with serving(model=oracle_model, max_batch=1, max_queue=1) as client:
+    async with serving(model=oracle_model, max_batch=1, max_queue=1, max_images=1) as client:
         gate, running = await hold_engine(client, png)
         [queued] = await queue_up(client, png, [""])
         refused = await client.post("/v1/detect", files=files(("scene.png", png)))
