@@ -78,7 +78,7 @@ def _unit_cylinder(segments: int, a0: float, a1: float, caps: bool) -> tuple[np.
 
 
 @cache
-def _unit_sphere(nu: int = 8, nv: int = 5) -> tuple[np.ndarray, np.ndarray]:
+def _unit_sphere(nu: int = 10, nv: int = 6) -> tuple[np.ndarray, np.ndarray]:
     th = np.linspace(0, np.pi, nv + 1)
     ph = np.linspace(0, 2 * np.pi, nu + 1)
     pos = []
@@ -158,12 +158,14 @@ class MeshBuilder:
         self.parts.append(_pack(pos, np.tile(nrm[:, order], (len(centers), 1)), color, mat))
 
     def spheres(self, centers, radii, colors, mat: int = Mat.PLAIN) -> None:
-        """Ellipsoids (vegetation blobs, lumpy loads)."""
+        """Lumpy ellipsoids (vegetation): the radius wobbles with direction, differently per blob."""
         centers = np.atleast_2d(np.asarray(centers, np.float32))
         radii = np.broadcast_to(np.asarray(radii, np.float32), centers.shape)
         colors = np.broadcast_to(np.asarray(colors, np.float32), centers.shape)
         unit, _ = _unit_sphere()
-        pos = unit[None] * radii[:, None] + centers[:, None]
+        phase = (centers[:, :1] * 12.9898 + centers[:, 1:2] * 78.233) % (2 * np.pi)  # (N, 1), from the position
+        wobble = 1.0 + 0.16 * np.sin(unit[None, :, 0] * 7.0 + unit[None, :, 1] * 5.0 + unit[None, :, 2] * 3.0 + phase)
+        pos = unit[None] * radii[:, None] * wobble[..., None] + centers[:, None]
         nrm = unit[None] / radii[:, None]
         nrm = nrm / (np.linalg.norm(nrm, axis=2, keepdims=True) + 1e-9)
         self.parts.append(_pack(pos.reshape(-1, 3), nrm.reshape(-1, 3), np.repeat(colors, len(unit), axis=0), mat))
@@ -894,9 +896,14 @@ def scene_mesh(scene) -> SceneMesh:
     x0, x1 = scene.track_x
     for y, dual in scene.tracks:
         track(b, y, x0, x1, dual, scene.sleeper_x)
-    if scene.ground_band[1] > 0:
-        cy, half = scene.ground_band
-        b.boxes([((x0 + x1) / 2, cy, -0.6)], (x1 - x0, 2 * half * 1.6 + 20, 0.01), scene.ground_colour, Mat.GROUND)
+    if scene.ground_band[1] > 0:  # from under the camera to beyond the far edge of the strip
+        cy, half, _ = scene.ground_band
+        ex, ey = scene.camera.eye[0], scene.camera.eye[1]
+        gx0, gx1 = min(x0, ex - 50), max(x1, ex + 50)
+        gy0, gy1 = min(ey - 50, cy - half * 1.6 - 10), max(ey + 50, cy + half * 1.6 + 10)
+        b.boxes(
+            [((gx0 + gx1) / 2, (gy0 + gy1) / 2, -0.6)], (gx1 - gx0, gy1 - gy0, 0.01), scene.ground_colour, Mat.GROUND
+        )
     else:
         cx, cy = scene.camera.target[0], scene.camera.target[1]
         ground_plane(b, cx, cy, scene.camera.half_extent * 2.5 + 50, (0, 0, 0), Mat.CATCHER)

@@ -40,7 +40,7 @@ void main() {
 _FS = """
 #version 330
 uniform vec3 sun_dir; uniform vec3 sun_col; uniform vec3 amb_col; uniform vec3 cam_pos;
-uniform vec3 haze_col; uniform float beta; uniform vec2 band; uniform float shadow_strength;
+uniform vec3 haze_col; uniform float beta; uniform vec3 band; uniform float shadow_strength;
 uniform sampler2DShadow shadow_map; uniform float texel;
 in vec3 v_pos; in vec3 v_nrm; in vec3 v_col; in vec4 v_lpos;
 flat in int v_mat; flat in int v_inst;
@@ -72,6 +72,7 @@ void main() {
     if (v_mat == 1) { col *= 0.75 + 0.5 * noise(v_pos * 7.0); col *= 0.85 + 0.3 * fbm(v_pos * 0.3); }
     else if (v_mat == 2) {
         col *= 0.6 + 0.8 * fbm(v_pos * vec3(0.06, 0.06, 0.2));
+        col *= 0.85 + 0.3 * noise(v_pos * 0.9);  // tufts and stones
         col = mix(col, col.bgr * 1.2 + 0.05, 0.35 * fbm(v_pos * 0.013));
     }
     else if (v_mat == 3) {
@@ -107,7 +108,11 @@ void main() {
     c = c * t + haze_col * (1.0 - t);
     float alpha = 1.0;
     if (v_mat == 6) { f_col = vec4(0.0, 0.0, 0.0, (1.0 - lit) * shadow_strength); f_inst = 0u; return; }
-    if (v_mat == 2 && band.y > 0.0) alpha = 1.0 - smoothstep(band.y, band.y * 1.5 + 1.0, abs(v_pos.y - band.x));
+    if (v_mat == 2 && band.y > 0.0) {  // ground strip: fades out beyond the tracks, see-through on the near side
+        float s = (v_pos.y - band.x) * sign(band.x - cam_pos.y);
+        alpha = s > 0.0 ? 1.0 - smoothstep(band.y, band.y * 1.5 + 1.0, s)
+                        : mix(band.z, 1.0, smoothstep(-band.y * 1.5 - 1.0, -band.y, s));
+    }
     f_col = vec4(c, alpha);
     f_inst = uint(v_inst);
 }

@@ -85,7 +85,8 @@ class Scene:
     vehicles: tuple[Vehicle, ...]
     props: tuple[Prop, ...]
     ground_colour: Vec3
-    ground_band: tuple[float, float]  # (centre y, half width) of the rendered ground strip; 0 width: catcher
+    # rendered ground: (centre y, half width beyond which it fades, opacity on the camera side); 0 width: catcher
+    ground_band: tuple[float, float, float]
     background_distance: float
     post_seed: int
     notes: dict[str, float] = field(default_factory=dict)
@@ -330,7 +331,7 @@ def ground_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scene:
     clearance = 0.3 * horiz * np.sin(theta) + 2.0  # nothing right in front of the lens
     props = [p for p in props if p.kind == "truss" or abs(p.y - eye[1]) > clearance]
     camera = Camera(
-        False, tuple(map(float, eye)), target, (0.0, 0.0, 1.0), fov, 0.0, max(0.5, dist * 0.2), dist * 3 + half_len
+        False, tuple(map(float, eye)), target, (0.0, 0.0, 1.0), fov, 0.0, max(0.5, dist * 0.02), dist * 3 + half_len
     )
     mpp = field_w / imgsz
     vis_km = _log_uniform(rng, *r["visibility_km_log"])
@@ -353,7 +354,7 @@ def ground_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scene:
         vehicles=tuple(vehicles),
         props=tuple(props),
         ground_colour=ground,
-        ground_band=(float((tracks[0][0] + tracks[-1][0]) / 2), band_half),
+        ground_band=(float((tracks[0][0] + tracks[-1][0]) / 2), band_half, float(rng.uniform(*r["near_ground_alpha"]))),
         background_distance=float(dist * rng.uniform(1.2, 3.0)),
         post_seed=int(rng.integers(2**31)),
         notes={
@@ -397,7 +398,7 @@ def overhead_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scen
         vehicles=tuple(vehicles),
         props=tuple(props),
         ground_colour=(0.35, 0.34, 0.3),
-        ground_band=(0.0, 0.0),
+        ground_band=(0.0, 0.0, 0.0),
         background_distance=0.0,
         post_seed=int(rng.integers(2**31)),
         notes={"gsd_m": gsd},
