@@ -79,6 +79,7 @@ VIEW_RANGES = {
         "elevated_prob": 0.2,
         "ground_band_half_m": (8.0, 60.0),  # rendered ground fades out this far beyond the tracks
         "near_ground_alpha": (0.55, 1.0),  # on the camera side the photo's lower part shows through
+        "river_prob": 0.25,  # telephoto scenes shot across water (bridge scenes always have it)
         "shallow_angle_prob": 0.5,  # line of sight to the track: long lines of overlapping cars
         "shallow_angle_deg": (6.0, 25.0),
         "view_angle_deg": (25.0, 90.0),

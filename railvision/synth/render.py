@@ -40,7 +40,7 @@ void main() {
 _FS = """
 #version 330
 uniform vec3 sun_dir; uniform vec3 sun_col; uniform vec3 amb_col; uniform vec3 cam_pos;
-uniform vec3 haze_col; uniform float beta; uniform vec3 band; uniform float shadow_strength;
+uniform vec3 haze_col; uniform float beta; uniform vec3 band; uniform float water_from; uniform float shadow_strength;
 uniform sampler2DShadow shadow_map; uniform float texel;
 in vec3 v_pos; in vec3 v_nrm; in vec3 v_col; in vec4 v_lpos;
 flat in int v_mat; flat in int v_inst;
@@ -69,7 +69,12 @@ void main() {
     if (!gl_FrontFacing) n = -n;
     vec3 col = v_col;
     float spec = 0.0;
+    float side_dist = (v_pos.y - band.x) * sign(band.x - cam_pos.y);  // > 0 beyond the tracks
     if (v_mat == 1) { col *= 0.75 + 0.5 * noise(v_pos * 7.0); col *= 0.85 + 0.3 * fbm(v_pos * 0.3); }
+    else if (v_mat == 2 && water_from > 0.0 && side_dist < -water_from) {  // river between camera and track
+        col = mix(vec3(0.09, 0.12, 0.13), haze_col * 0.85, 0.35 + 0.3 * fbm(v_pos * vec3(0.01, 0.4, 1.0)));
+        spec = 0.6;
+    }
     else if (v_mat == 2) {
         col *= 0.6 + 0.8 * fbm(v_pos * vec3(0.06, 0.06, 0.2));
         col *= 0.85 + 0.3 * noise(v_pos * 0.9);  // tufts and stones
@@ -109,9 +114,8 @@ void main() {
     float alpha = 1.0;
     if (v_mat == 6) { f_col = vec4(0.0, 0.0, 0.0, (1.0 - lit) * shadow_strength); f_inst = 0u; return; }
     if (v_mat == 2 && band.y > 0.0) {  // ground strip: fades out beyond the tracks, see-through on the near side
-        float s = (v_pos.y - band.x) * sign(band.x - cam_pos.y);
-        alpha = s > 0.0 ? 1.0 - smoothstep(band.y, band.y * 1.5 + 1.0, s)
-                        : mix(band.z, 1.0, smoothstep(-band.y * 1.5 - 1.0, -band.y, s));
+        alpha = side_dist > 0.0 ? 1.0 - smoothstep(band.y, band.y * 1.5 + 1.0, side_dist)
+                                : mix(band.z, 1.0, smoothstep(-band.y * 1.5 - 1.0, -band.y, side_dist));
     }
     f_col = vec4(c, alpha);
     f_inst = uint(v_inst);
@@ -278,6 +282,7 @@ class Renderer:
         p["haze_col"].value = tuple(float(c) for c in haze_colour)
         p["beta"].value = scene.haze_beta
         p["band"].value = scene.ground_band
+        p["water_from"].value = scene.water_from
         p["shadow_strength"].value = 0.25 if light.overcast else 0.6
         self.shadow_tex.use(0)
         p["shadow_map"].value = 0

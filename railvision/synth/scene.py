@@ -87,6 +87,7 @@ class Scene:
     ground_colour: Vec3
     # rendered ground: (centre y, half width beyond which it fades, opacity on the camera side); 0 width: catcher
     ground_band: tuple[float, float, float]
+    water_from: float  # ground view: water on the camera side this far from the tracks (0: none)
     background_distance: float
     post_seed: int
     notes: dict[str, float] = field(default_factory=dict)
@@ -338,6 +339,12 @@ def ground_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scene:
     light = _light(rng, min(700.0, field_w * 1.5 / max(np.sin(theta), 0.3) + 40))
     haze = (0.68, 0.72, 0.78) if not light.overcast else (0.74, 0.75, 0.77)
     band_half = float(rng.uniform(*r["ground_band_half_m"]))
+    lateral = horiz * np.sin(theta)
+    water_from = 0.0
+    if bridge:
+        water_from = abs(tracks[-1][0] - tracks[0][0]) / 2 + 4.0
+    elif tele and rng.random() < r["river_prob"] and lateral > 80:  # photographed across a river
+        water_from = float(rng.uniform(10.0, min(80.0, lateral * 0.5)))
     ground = tuple(
         float(c) for c in np.asarray([(0.30, 0.34, 0.20), (0.38, 0.35, 0.27), (0.32, 0.31, 0.28)][rng.integers(3)])
     )
@@ -355,6 +362,7 @@ def ground_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scene:
         props=tuple(props),
         ground_colour=ground,
         ground_band=(float((tracks[0][0] + tracks[-1][0]) / 2), band_half, float(rng.uniform(*r["near_ground_alpha"]))),
+        water_from=water_from,
         background_distance=float(dist * rng.uniform(1.2, 3.0)),
         post_seed=int(rng.integers(2**31)),
         notes={
@@ -399,6 +407,7 @@ def overhead_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scen
         props=tuple(props),
         ground_colour=(0.35, 0.34, 0.3),
         ground_band=(0.0, 0.0, 0.0),
+        water_from=0.0,
         background_distance=0.0,
         post_seed=int(rng.integers(2**31)),
         notes={"gsd_m": gsd},
