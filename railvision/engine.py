@@ -186,7 +186,8 @@ class Detector:
         self.input_name = model_input.name
         self.input_dtype = np.float16 if model_input.type == "tensor(float16)" else np.float32
         n, _, h, w = model_input.shape
-        self.max_batch = n if isinstance(n, int) else batch
+        self.fixed_batch = isinstance(n, int)
+        self.max_batch = n if self.fixed_batch else batch
         dynamic = not (isinstance(h, int) and isinstance(w, int))
         size = _literal(meta.get("imgsz"), None)
         size = [size, size] if isinstance(size, int) else size
@@ -254,11 +255,17 @@ class Detector:
         return self.imgsz[1], self.imgsz[0]
 
     def run(self, blob: np.ndarray) -> np.ndarray:
-        """One ``session.run`` on a preprocessed NCHW batch (chunked to the model's batch size)."""
-        outputs = [
-            self.session.run(None, {self.input_name: blob[i : i + self.max_batch]})[0]
-            for i in range(0, len(blob), self.max_batch)
-        ]
+        """``session.run`` on a preprocessed NCHW batch, chunked to the model's batch size.
+
+        A fixed-batch model gets its last, partial chunk padded with zeros (its answers dropped).
+        """
+        outputs = []
+        for i in range(0, len(blob), self.max_batch):
+            chunk = blob[i : i + self.max_batch]
+            short = self.max_batch - len(chunk) if self.fixed_batch else 0
+            if short:
+                chunk = np.concatenate([chunk, np.zeros((short, *chunk.shape[1:]), chunk.dtype)])
+            outputs.append(self.session.run(None, {self.input_name: chunk})[0][: len(chunk) - short])
         return np.concatenate(outputs) if len(outputs) > 1 else outputs[0]
 
     def prepare(self, frame: np.ndarray) -> tuple[np.ndarray, Letterbox]:

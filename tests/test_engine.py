@@ -204,3 +204,12 @@ def test_detect_cli_reports_bad_files_and_goes_on(oracle_model, tmp_path, make_s
         [*cmd[:4], str(tmp_path / "x.jpg"), "--model", str(tmp_path / "nope.onnx")], capture_output=True, text=True
     )
     assert missing.returncode == 2 and "model not found" in missing.stderr
+
+
+def test_fixed_batch_model_takes_partial_batches(tmp_path, make_scene):
+    from toy_models import build_oracle
+
+    detector = Detector(build_oracle(tmp_path / "b4.onnx", "end2end", batch=4))
+    assert detector.fixed_batch and detector.max_batch == 4
+    images = [make_scene(300, 200, red=(10, 10, 50, 50))] * 6  # one full batch of 4, then 2 padded to 4
+    assert [len(r) for r in detector.detect(images)] == [1] * 6
