@@ -37,7 +37,7 @@ from railvision.synth.post import (
     haze_colour_for,
 )
 from railvision.synth.render import Renderer, RenderResult, cull_to_view, gl_context
-from railvision.synth.scene import Scene, make_scene
+from railvision.synth.scene import Scene, bend, make_scene
 from railvision.taxonomy import CLASS_NAMES
 
 VIEWS = ("ground", "overhead")
@@ -106,7 +106,8 @@ def labels_from_render(scene: Scene, result: RenderResult, k_rot: int, size: int
         if count < MIN_VISIBLE_FRACTION * result.full_area.get(iid, float("inf")):
             continue
         v = scene.vehicles[iid - 1]
-        if np.exp(-scene.haze_beta * np.linalg.norm(eye - (v.x, v.y, 2.0))) < MIN_HAZE_TRANSMISSION:
+        centre = bend(np.array([[v.x, v.y, 2.0]]), scene.curve)[0]
+        if np.exp(-scene.haze_beta * np.linalg.norm(eye - centre)) < MIN_HAZE_TRANSMISSION:
             continue  # lost in the haze: no contrast left to see it by
         bx0, by0, bx1, by1 = x0 / ss, y0 / ss, x1 / ss, y1 / ss
         if min(bx1 - bx0, by1 - by0) < MIN_BOX_PX:

@@ -7,6 +7,7 @@ frame (x along the track, y to the left, z up, rail top at z = 0, centred on x =
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import cache
@@ -14,6 +15,7 @@ from functools import cache
 import numpy as np
 
 from railvision.synth.params import DIMENSIONS, LIVERIES
+from railvision.synth.scene import bend
 
 VERTEX_FORMAT = "3f 3f 3f 1f 1f"  # position, normal, colour, material, instance id
 VERTEX_ATTRS = ("in_pos", "in_nrm", "in_col", "in_mat", "in_inst")
@@ -649,14 +651,21 @@ def vehicle_mesh(kind: str, length: float, seed: int, facing: int = 1) -> np.nda
 
 
 def track(
-    b: MeshBuilder, y: float, x0: float, x1: float, dual_gauge: bool, sleepers: tuple[float, float] | None
+    b: MeshBuilder,
+    y: float,
+    x0: float,
+    x1: float,
+    dual_gauge: bool,
+    sleepers: tuple[float, float] | None,
+    segments: int = 1,
 ) -> None:
-    """Ballast bed, concrete sleepers (over the x range where they can be seen) and 2 or 4 rails at lateral ``y``."""
-    length = x1 - x0
+    """Ballast bed, concrete sleepers (over the x range where they can be seen) and 2 or 4 rails at lateral
+    ``y``, in ``segments`` pieces so that a curve can bend them."""
     ballast = np.array([0.42, 0.40, 0.37], np.float32)
-    b.prism(
-        np.array([(y - 2.3, -0.55), (y + 2.3, -0.55), (y + 1.6, -0.18), (y - 1.6, -0.18)]), x0, x1, ballast, Mat.BALLAST
-    )
+    profile = np.array([(y - 2.3, -0.55), (y + 2.3, -0.55), (y + 1.6, -0.18), (y - 1.6, -0.18)])
+    edges = np.linspace(x0, x1, segments + 1)
+    for a, c in itertools.pairwise(edges):
+        b.prism(profile, a, c, ballast, Mat.BALLAST)
     if sleepers:
         spacing = DIMENSIONS["sleeper_spacing"]
         xs = np.arange(max(x0, sleepers[0]) // spacing * spacing, min(x1, sleepers[1]), spacing)
@@ -670,13 +679,9 @@ def track(
     rails = [y - half, y + half]
     if dual_gauge:
         rails.append(y - half + DIMENSIONS["gauge_1435"] + 0.035 * 2 - 0.07)
-    rail_col = (0.33, 0.28, 0.25)
-    b.boxes(
-        np.stack([np.full(len(rails), (x0 + x1) / 2), rails, np.full(len(rails), -0.07)], 1),
-        (length, 0.075, 0.15),
-        rail_col,
-        Mat.METAL,
-    )
+    mids = (edges[:-1] + edges[1:]) / 2
+    centres = np.array([(m, r, -0.07) for m in mids for r in rails])
+    b.boxes(centres, ((x1 - x0) / segments, 0.075, 0.15), (0.33, 0.28, 0.25), Mat.METAL)
 
 
 def ground_plane(b: MeshBuilder, cx: float, cy: float, half: float, colour, mat: int) -> None:
@@ -894,18 +899,22 @@ def scene_mesh(scene) -> SceneMesh:
     casters = sum(len(p) for p in parts)
     b = MeshBuilder()
     x0, x1 = scene.track_x
+    segments = 1 if scene.curve[1] == 0.0 else max(1, int((x1 - x0) / max(20.0, (x1 - x0) / 120)))
     for y, dual in scene.tracks:
-        track(b, y, x0, x1, dual, scene.sleeper_x)
-    if scene.ground_band[1] > 0:  # from under the camera to beyond the far edge of the strip
+        track(b, y, x0, x1, dual, scene.sleeper_x, segments)
+    parts.append(b.array())
+    world = np.concatenate(parts)
+    world[:, 0:3] = bend(world[:, 0:3], scene.curve, world[:, 3:6])
+    b = MeshBuilder()
+    if scene.ground_band[1] > 0:  # a flat plane under everything, from under the camera to beyond the tracks
         cy, half, _ = scene.ground_band
         ex, ey = scene.camera.eye[0], scene.camera.eye[1]
-        gx0, gx1 = min(x0, ex - 50), max(x1, ex + 50)
-        gy0, gy1 = min(ey - 50, cy - half * 1.6 - 10), max(ey + 50, cy + half * 1.6 + 10)
-        b.boxes(
-            [((gx0 + gx1) / 2, (gy0 + gy1) / 2, -0.6)], (gx1 - gx0, gy1 - gy0, 0.01), scene.ground_colour, Mat.GROUND
-        )
+        margin = np.array([50.0, 50.0 + half * 1.6])
+        lo = np.minimum(world[:, 0:2].min(axis=0), (ex, ey)) - margin
+        hi = np.maximum(world[:, 0:2].max(axis=0), (ex, ey)) + margin
+        (cx, cy), (sx, sy) = (lo + hi) / 2, hi - lo
+        b.boxes([(cx, cy, -0.6)], (sx, sy, 0.01), scene.ground_colour, Mat.GROUND)
     else:
         cx, cy = scene.camera.target[0], scene.camera.target[1]
         ground_plane(b, cx, cy, scene.camera.half_extent * 2.5 + 50, (0, 0, 0), Mat.CATCHER)
-    parts.append(b.array())
-    return SceneMesh(np.concatenate(parts), ranges, casters)
+    return SceneMesh(np.concatenate([world, b.array()]), ranges, casters)

@@ -66,6 +66,8 @@ LIVERIES = {
     "building": [(0.65, 0.62, 0.56), (0.55, 0.52, 0.48), (0.50, 0.30, 0.22), (0.70, 0.70, 0.68), (0.45, 0.47, 0.50)],
 }
 
+CURVE = {"prob": 0.35, "radius_m_log": (350.0, 3000.0)}  # curved lines; straight at the view centre
+
 VIEW_RANGES = {
     "ground": {
         "telephoto_prob": 0.7,

@@ -13,7 +13,7 @@ import numpy as np
 
 from railvision.synth import SynthError
 from railvision.synth.geometry import VERTEX_ATTRS, VERTEX_FORMAT, SceneMesh
-from railvision.synth.scene import Camera, Scene
+from railvision.synth.scene import Camera, Scene, bend
 
 EGL_HELP = (
     "cannot create a headless OpenGL context over EGL ({err}); install the Debian packages "
@@ -41,6 +41,7 @@ _FS = """
 #version 330
 uniform vec3 sun_dir; uniform vec3 sun_col; uniform vec3 amb_col; uniform vec3 cam_pos;
 uniform vec3 haze_col; uniform float beta; uniform vec3 band; uniform float water_from; uniform float shadow_strength;
+uniform vec2 curve;  // (x0, signed radius; 0 = straight)
 uniform sampler2DShadow shadow_map; uniform float texel;
 in vec3 v_pos; in vec3 v_nrm; in vec3 v_col; in vec4 v_lpos;
 flat in int v_mat; flat in int v_inst;
@@ -69,7 +70,8 @@ void main() {
     if (!gl_FrontFacing) n = -n;
     vec3 col = v_col;
     float spec = 0.0;
-    float side_dist = (v_pos.y - band.x) * sign(band.x - cam_pos.y);  // > 0 beyond the tracks
+    float lat = curve.y == 0.0 ? v_pos.y : curve.y - sign(curve.y) * length(v_pos.xy - curve);  // across the track
+    float side_dist = (lat - band.x) * sign(band.x - cam_pos.y);  // > 0 beyond the tracks
     if (v_mat == 1) { col *= 0.75 + 0.5 * noise(v_pos * 7.0); col *= 0.85 + 0.3 * fbm(v_pos * 0.3); }
     else if (v_mat == 2 && water_from > 0.0 && side_dist < -water_from) {  // river between camera and track
         col = mix(vec3(0.09, 0.12, 0.13), haze_col * 0.85, 0.35 + 0.3 * fbm(v_pos * vec3(0.01, 0.4, 1.0)));
@@ -196,7 +198,8 @@ def cull_to_view(scene: Scene, margin: float = 1.05) -> Scene:
     keep = []
     for v in scene.vehicles:
         xs, ys, zs = (v.x - v.length / 2, v.x + v.length / 2), (v.y - 1.7, v.y + 1.7), (0.0, 5.2)
-        clip = np.array([[x, y, z, 1.0] for x in xs for y in ys for z in zs]) @ mvp.T
+        corners = bend(np.array([[x, y, z] for x in xs for y in ys for z in zs]), scene.curve)
+        clip = np.column_stack([corners, np.ones(8)]) @ mvp.T
         if np.any(clip[:, 3] <= 1e-6):
             keep.append(v)  # crosses the camera plane: let the renderer judge it
             continue
@@ -283,6 +286,7 @@ class Renderer:
         p["beta"].value = scene.haze_beta
         p["band"].value = scene.ground_band
         p["water_from"].value = scene.water_from
+        p["curve"].value = scene.curve
         p["shadow_strength"].value = 0.25 if light.overcast else 0.6
         self.shadow_tex.use(0)
         p["shadow_map"].value = 0

@@ -13,6 +13,7 @@ import numpy as np
 from railvision.synth.params import (
     BLOCK_PROB,
     CARS_PER_CONSIST,
+    CURVE,
     DIMENSIONS,
     LIGHT,
     LIGHT_ENGINE_PROB,
@@ -88,9 +89,40 @@ class Scene:
     # rendered ground: (centre y, half width beyond which it fades, opacity on the camera side); 0 width: catcher
     ground_band: tuple[float, float, float]
     water_from: float  # ground view: water on the camera side this far from the tracks (0: none)
+    curve: tuple[float, float]  # (x where the track is straight, signed radius in m; 0: straight), see ``bend``
     background_distance: float
     post_seed: int
     notes: dict[str, float] = field(default_factory=dict)
+
+
+def _curve(rng: np.random.Generator, x0: float) -> tuple[float, float]:
+    """Straight track, or a curve of ``CURVE["radius_m_log"]`` that is straight (tangent to x) at ``x0``."""
+    if rng.random() >= CURVE["prob"]:
+        return (float(x0), 0.0)
+    radius = _log_uniform(rng, *CURVE["radius_m_log"])
+    return (float(x0), float(radius if rng.random() < 0.5 else -radius))
+
+
+def bend(points: np.ndarray, curve: tuple[float, float], normals: np.ndarray | None = None) -> np.ndarray:
+    """Map straight-track coordinates (x along, y across) onto the curve; rotates ``normals`` in place.
+
+    A point at arc length x - x0 and lateral offset y goes to distance R - y from the curve centre
+    (x0, R), turned by (x - x0) / R; z is unchanged. The identity for a straight track.
+    """
+    x0, radius = curve
+    if radius == 0.0:
+        return points
+    phi = (points[:, 0] - x0) / radius
+    c, s = np.cos(phi), np.sin(phi)
+    r = radius - points[:, 1]
+    out = points.copy()
+    out[:, 0] = x0 + r * s
+    out[:, 1] = radius - r * c
+    if normals is not None:
+        nx, ny = normals[:, 0].copy(), normals[:, 1].copy()
+        normals[:, 0] = nx * c - ny * s
+        normals[:, 1] = nx * s + ny * c
+    return out
 
 
 def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -284,6 +316,7 @@ def ground_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scene:
         float(2.3 + rng.normal(0, 1.5) + field_w * rng.normal(0, 0.08)),
     )
     horiz = np.sqrt(max(dist**2 - height**2, 1.0))
+    curve = _curve(rng, target[0])
     eye = (target[0] - sx * horiz * np.cos(theta), y_main - side * horiz * np.sin(theta), height)
     half_len = float(min(2500.0, max(250.0, 1.6 * field_w / np.sin(theta) + dist * 0.3)))
     x_lo, x_hi = -half_len, half_len
@@ -363,6 +396,7 @@ def ground_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scene:
         ground_colour=ground,
         ground_band=(float((tracks[0][0] + tracks[-1][0]) / 2), band_half, float(rng.uniform(*r["near_ground_alpha"]))),
         water_from=water_from,
+        curve=curve,
         background_distance=float(dist * rng.uniform(1.2, 3.0)),
         post_seed=int(rng.integers(2**31)),
         notes={
@@ -408,6 +442,7 @@ def overhead_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scen
         ground_colour=(0.35, 0.34, 0.3),
         ground_band=(0.0, 0.0, 0.0),
         water_from=0.0,
+        curve=_curve(rng, target[0]),
         background_distance=0.0,
         post_seed=int(rng.integers(2**31)),
         notes={"gsd_m": gsd},
