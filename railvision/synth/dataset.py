@@ -43,6 +43,7 @@ from railvision.taxonomy import CLASS_NAMES
 VIEWS = ("ground", "overhead")
 VIEW_WEIGHTS = {"ground": 0.6, "overhead": 0.4}
 MANIFEST = "synth.json"
+Box = tuple[int, float, float, float, float]  # class id, x0, y0, x1, y1 in pixels (x1, y1 exclusive)
 BOX_BINS = (0, 8, 16, 32, 64, 128, 256, 100000)  # sqrt(box area) in pixels
 
 
@@ -63,7 +64,7 @@ class Sample:
 
     image: np.ndarray  # uint8 BGR
     jpeg: bytes
-    boxes: list[tuple[int, float, float, float, float]]  # class, x0, y0, x1, y1 in pixels
+    boxes: list[Box]
     view: str
     scene: Scene
     instances: np.ndarray = field(repr=False)  # (imgsz, imgsz) instance ids after the final rotation
@@ -96,7 +97,7 @@ def mask_boxes(instances: np.ndarray) -> dict[int, tuple[int, int, int, int, int
     }
 
 
-def labels_from_render(scene: Scene, result: RenderResult, k_rot: int, size: int) -> tuple[list, np.ndarray]:
+def labels_from_render(scene: Scene, result: RenderResult, k_rot: int, size: int) -> tuple[list[Box], np.ndarray]:
     """Boxes of the vehicles visible enough; the instance mask rotated like the image."""
     inst = np.ascontiguousarray(np.rot90(result.instances, k_rot))
     ss = inst.shape[0] / size
@@ -145,7 +146,7 @@ class Generator:
         return Sample(bgr, encode_jpeg(bgr, post_rng), boxes, view, scene, inst)
 
 
-def yolo_lines(boxes, size: int) -> str:
+def yolo_lines(boxes: list[Box], size: int) -> str:
     lines = []
     for cls, x0, y0, x1, y1 in boxes:
         cx, cy, w, h = (x0 + x1) / 2 / size, (y0 + y1) / 2 / size, (x1 - x0) / size, (y1 - y0) / size
@@ -266,7 +267,7 @@ def _write_meta(cfg: SynthConfig, records: list[dict]) -> dict:
 PALETTE = ((60, 60, 230), (40, 200, 240), (60, 200, 60), (230, 120, 40), (200, 80, 200))  # BGR per class
 
 
-def draw_boxes(image: np.ndarray, boxes) -> np.ndarray:
+def draw_boxes(image: np.ndarray, boxes: list[Box]) -> np.ndarray:
     """Boxes and class names, for previews (``boxes``: class, x0, y0, x1, y1 in pixels)."""
     out = image.copy()
     for cls, x0, y0, x1, y1 in boxes:
@@ -285,7 +286,7 @@ def draw_boxes(image: np.ndarray, boxes) -> np.ndarray:
     return out
 
 
-def read_labels(path: Path, size: int) -> list[tuple[int, float, float, float, float]]:
+def read_labels(path: Path, size: int) -> list[Box]:
     boxes = []
     for line in path.read_text().splitlines():
         c, cx, cy, w, h = line.split()

@@ -13,14 +13,16 @@ from enum import IntEnum
 from functools import cache
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from railvision.synth.params import DIMENSIONS, LIVERIES
-from railvision.synth.scene import bend
+from railvision.synth.scene import Prop, Scene, bend
 
 VERTEX_FORMAT = "3f 3f 3f 1f 1f"  # position, normal, colour, material, instance id
 VERTEX_ATTRS = ("in_pos", "in_nrm", "in_col", "in_mat", "in_inst")
 FLOATS = 11
 Vec = tuple[float, float, float]
+Colour = ArrayLike  # RGB in [0, 1]: a tuple, an array, or one row per primitive
 
 
 class Mat(IntEnum):
@@ -96,7 +98,7 @@ def _unit_sphere(nu: int = 10, nv: int = 6) -> tuple[np.ndarray, np.ndarray]:
 _AXES = {"x": (0, 1, 2), "y": (1, 0, 2), "z": (2, 1, 0)}
 
 
-def _pack(pos: np.ndarray, nrm: np.ndarray, col, mat: int) -> np.ndarray:
+def _pack(pos: np.ndarray, nrm: np.ndarray, col: Colour, mat: int) -> np.ndarray:
     out = np.empty((len(pos), FLOATS), np.float32)
     out[:, 0:3] = pos
     out[:, 3:6] = nrm
@@ -112,7 +114,7 @@ class MeshBuilder:
     def __init__(self) -> None:
         self.parts: list[np.ndarray] = []
 
-    def boxes(self, centers, sizes, colors, mat: int = Mat.PLAIN) -> None:
+    def boxes(self, centers: ArrayLike, sizes: ArrayLike, colors: ArrayLike, mat: int = Mat.PLAIN) -> None:
         """Many axis-aligned boxes at once (vectorised: sleepers, windows, stakes)."""
         centers = np.atleast_2d(np.asarray(centers, np.float32))
         sizes = np.broadcast_to(np.asarray(sizes, np.float32), centers.shape)
@@ -124,7 +126,7 @@ class MeshBuilder:
             _pack(pos.reshape(-1, 3), np.tile(normals, (n, 1)), np.repeat(colors, len(cube), axis=0), mat)
         )
 
-    def box(self, center: Vec, size: Vec, color, mat: int = Mat.PLAIN, rot: np.ndarray | None = None) -> None:
+    def box(self, center: Vec, size: Vec, color: Colour, mat: int = Mat.PLAIN, rot: np.ndarray | None = None) -> None:
         cube, normals = _unit_cube()
         pos = cube * np.asarray(size, np.float32)
         nrm = normals
@@ -138,7 +140,7 @@ class MeshBuilder:
         center: Vec,
         radius: float | tuple[float, float],
         length: float,
-        color,
+        color: Colour,
         mat: int = Mat.PLAIN,
         axis: str = "x",
         segments: int = 14,
@@ -159,7 +161,7 @@ class MeshBuilder:
         pos = (pos[:, order][None] + centers[:, None]).reshape(-1, 3)
         self.parts.append(_pack(pos, np.tile(nrm[:, order], (len(centers), 1)), color, mat))
 
-    def spheres(self, centers, radii, colors, mat: int = Mat.PLAIN) -> None:
+    def spheres(self, centers: ArrayLike, radii: ArrayLike, colors: ArrayLike, mat: int = Mat.PLAIN) -> None:
         """Lumpy ellipsoids (vegetation): the radius wobbles with direction, differently per blob."""
         centers = np.atleast_2d(np.asarray(centers, np.float32))
         radii = np.broadcast_to(np.asarray(radii, np.float32), centers.shape)
@@ -172,7 +174,7 @@ class MeshBuilder:
         nrm = nrm / (np.linalg.norm(nrm, axis=2, keepdims=True) + 1e-9)
         self.parts.append(_pack(pos.reshape(-1, 3), nrm.reshape(-1, 3), np.repeat(colors, len(unit), axis=0), mat))
 
-    def heightfield(self, x: np.ndarray, y: np.ndarray, z: np.ndarray, color, mat: int) -> None:
+    def heightfield(self, x: np.ndarray, y: np.ndarray, z: np.ndarray, color: Colour, mat: int) -> None:
         """A draped sheet: grid ``z[i, j]`` over ``x[i]``, ``y[j]`` (tarpaulins, coal heaps)."""
         gx, gy = np.meshgrid(x, y, indexing="ij")
         dzdx = np.gradient(z, x, axis=0)
@@ -186,7 +188,7 @@ class MeshBuilder:
         nrm = np.stack([na, nb, nc, na, nc, nd], axis=2).reshape(-1, 3)
         self.parts.append(_pack(pos, nrm, color, mat))
 
-    def prism(self, profile_yz: np.ndarray, x0: float, x1: float, color, mat: int = Mat.PLAIN) -> None:
+    def prism(self, profile_yz: np.ndarray, x0: float, x1: float, color: Colour, mat: int = Mat.PLAIN) -> None:
         """Extrude a convex (y, z) polygon along x (gable roofs, embankments, hopper ends)."""
         prof = np.asarray(profile_yz, np.float32)
         m = len(prof)
@@ -208,7 +210,7 @@ class MeshBuilder:
                 nrm += [(nx, 0.0, 0.0)] * 3
         self.parts.append(_pack(np.asarray(pos, np.float32), np.asarray(nrm, np.float32), color, mat))
 
-    def prism_across(self, profile_xz: np.ndarray, width: float, color, mat: int = Mat.PLAIN) -> None:
+    def prism_across(self, profile_xz: np.ndarray, width: float, color: Colour, mat: int = Mat.PLAIN) -> None:
         """Extrude a convex (x, z) side profile across the track, ``width`` wide (hopper bodies)."""
         sub = MeshBuilder()
         sub.prism(np.column_stack([-profile_xz[:, 0], profile_xz[:, 1]]), -width / 2, width / 2, color, mat)
@@ -242,7 +244,7 @@ def transform(mesh: np.ndarray, yaw_deg: float = 0.0, offset: Vec = (0.0, 0.0, 0
 # --------------------------------------------------------------------------- colour helpers
 
 
-def weathered(rng: np.random.Generator, base, fade: float = 0.25) -> np.ndarray:
+def weathered(rng: np.random.Generator, base: Colour, fade: float = 0.25) -> np.ndarray:
     """A livery colour after sun, dust and dirt: faded toward grey-brown, jittered."""
     c = np.asarray(base, np.float32)
     dust = np.array([0.42, 0.38, 0.33], np.float32)
@@ -287,7 +289,7 @@ def running_gear(b: MeshBuilder, length: float, frame_z: float, axles: int = 2, 
         b.box((sx * (length / 2 - 0.75), 0.0, frame_z - 0.1), (0.2, width + 0.1, 0.45), DARK * 1.5, Mat.METAL)
 
 
-def number_marks(b: MeshBuilder, rng: np.random.Generator, x: float, z: float, half_w: float, colour) -> None:
+def number_marks(b: MeshBuilder, rng: np.random.Generator, x: float, z: float, half_w: float, colour: Colour) -> None:
     """A row of Cyrillic-ish digits (small rectangles) on both sides."""
     n = int(rng.integers(5, 9))
     xs = x + np.arange(n) * 0.23
@@ -298,7 +300,7 @@ def number_marks(b: MeshBuilder, rng: np.random.Generator, x: float, z: float, h
         b.boxes(centers, sizes, colour)
 
 
-def handrails(b: MeshBuilder, x0: float, x1: float, y: float, z: float, colour) -> None:
+def handrails(b: MeshBuilder, x0: float, x1: float, y: float, z: float, colour: Colour) -> None:
     b.box(((x0 + x1) / 2, y, z), (x1 - x0, 0.05, 0.05), colour)
     posts = np.arange(x0, x1 + 1e-3, 1.5)
     b.boxes(np.stack([posts, np.full_like(posts, y), np.full_like(posts, z - 0.45)], 1), (0.05, 0.05, 0.9), colour)
@@ -530,7 +532,13 @@ def coach(rng: np.random.Generator, length: float) -> np.ndarray:
 
 
 def _loco_body(
-    b: MeshBuilder, rng: np.random.Generator, length: float, cab_ends: tuple[int, ...], pantograph: bool, body, stripe
+    b: MeshBuilder,
+    rng: np.random.Generator,
+    length: float,
+    cab_ends: tuple[int, ...],
+    pantograph: bool,
+    body: Colour,
+    stripe: Colour,
 ) -> None:
     """Full-width cab unit (2TE10/2TE116 section, electric): skirted frame, louvred body, cab with a nose and
     a two-pane windscreen at each of ``cab_ends``, roof fans or pantographs, livery band."""
@@ -583,7 +591,9 @@ def _rot_y(deg: float) -> np.ndarray:
     return np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]], np.float32)
 
 
-def _shunter(b: MeshBuilder, rng: np.random.Generator, length: float, cab_at: float, body, stripe) -> None:
+def _shunter(
+    b: MeshBuilder, rng: np.random.Generator, length: float, cab_at: float, body: Colour, stripe: Colour
+) -> None:
     """Hood locomotive (TEM2: cab near one end; ChME3: cab in the centre) on a full-width platform."""
     frame_len = length - 1.2
     b.box((0, 0, 1.55), (frame_len, 3.1, 0.3), body * 0.6, Mat.METAL)
@@ -684,7 +694,7 @@ def track(
     b.boxes(centres, ((x1 - x0) / segments, 0.075, 0.15), (0.33, 0.28, 0.25), Mat.METAL)
 
 
-def ground_plane(b: MeshBuilder, cx: float, cy: float, half: float, colour, mat: int) -> None:
+def ground_plane(b: MeshBuilder, cx: float, cy: float, half: float, colour: Colour, mat: int) -> None:
     b.boxes([(cx, cy, -0.6)], (2 * half, 2 * half, 0.01), colour, mat)
 
 
@@ -842,7 +852,7 @@ def bridge_truss(rng: np.random.Generator, length: float, half_width: float) -> 
     return b.array()
 
 
-def embankment(length: float, height: float, colour) -> np.ndarray:
+def embankment(length: float, height: float, colour: Colour) -> np.ndarray:
     b = MeshBuilder()
     b.prism(
         np.array([(-height * 2.5, -0.6), (height * 2.5, -0.6), (0.0, height)]),
@@ -857,7 +867,7 @@ def embankment(length: float, height: float, colour) -> np.ndarray:
 # --------------------------------------------------------------------------- whole scene
 
 
-def _prop_mesh(prop, rng: np.random.Generator) -> np.ndarray:
+def _prop_mesh(prop: Prop, rng: np.random.Generator) -> np.ndarray:
     makers = {
         "truck": lambda: road_truck(rng, tanker=False),
         "tanker": lambda: road_truck(rng, tanker=True),
@@ -884,7 +894,7 @@ class SceneMesh:
     casters: int
 
 
-def scene_mesh(scene) -> SceneMesh:
+def scene_mesh(scene: Scene) -> SceneMesh:
     """All triangles of a ``Scene``. Instance ids are 1 + the vehicle's index in ``scene.vehicles``, others 0."""
     parts: list[np.ndarray] = []
     ranges: list[tuple[int, int, int]] = []

@@ -30,7 +30,6 @@ BLOCK_PROB = 0.55  # a consist is often made of blocks of one kind (rows of tank
 DIMENSIONS = {
     "wheel_diameter": 0.95,
     "bogie_wheelbase": 1.85,
-    "coupler_gap": 1.0,
     "tank_length": (11.5, 13.0),
     "tank_length_long": (15.0, 20.0),
     "tank_diameter": (2.8, 3.2),

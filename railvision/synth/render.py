@@ -8,12 +8,16 @@ its unoccluded projected area, so labels can drop cars that are mostly hidden.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from railvision.synth import SynthError
 from railvision.synth.geometry import VERTEX_ATTRS, VERTEX_FORMAT, SceneMesh
 from railvision.synth.scene import Camera, Scene, bend
+
+if TYPE_CHECKING:
+    import moderngl
 
 EGL_HELP = (
     "cannot create a headless OpenGL context over EGL ({err}); install the Debian packages "
@@ -220,7 +224,7 @@ class RenderResult:
     full_area: dict[int, float]  # instance -> unoccluded projected area in render pixels (inf: crosses the camera)
 
 
-def gl_context():
+def gl_context() -> moderngl.Context:
     """A headless moderngl context over EGL, or a ``SynthError`` naming the packages to install."""
     try:
         import moderngl
@@ -253,7 +257,7 @@ class Renderer:
     def release(self) -> None:
         self.ctx.release()
 
-    def render(self, scene: Scene, smesh: SceneMesh, haze_colour) -> RenderResult:
+    def render(self, scene: Scene, smesh: SceneMesh, haze_colour: np.ndarray) -> RenderResult:
         ctx = self.ctx
         mesh, ranges = smesh.vertices, smesh.ranges
         vbo = ctx.buffer(np.ascontiguousarray(mesh, dtype=np.float32).tobytes())
@@ -304,7 +308,14 @@ class Renderer:
             obj.release()
         return RenderResult(rgba, inst, full)
 
-    def _full_areas(self, mesh, ranges, mvp, depth_vao, visible) -> dict[int, float]:
+    def _full_areas(
+        self,
+        mesh: np.ndarray,
+        ranges: list[tuple[int, int, int]],
+        mvp: np.ndarray,
+        depth_vao: moderngl.VertexArray,
+        visible: np.ndarray,
+    ) -> dict[int, float]:
         """Each visible vehicle drawn alone into an atlas tile fitted to its projected bounds (one read-back)."""
         out: dict[int, float] = {}
         jobs: list[tuple[int, int, int, np.ndarray, float]] = []

@@ -211,7 +211,14 @@ def _tracks(rng: np.random.Generator, n: int) -> tuple[tuple[float, bool], ...]:
     return tuple((float(y - centre), bool(rng.random() < 0.35)) for y in ys)
 
 
-def _trains(rng: np.random.Generator, tracks, centre_x: float, spread: float, main: int, fill: float) -> list[Vehicle]:
+def _trains(
+    rng: np.random.Generator,
+    tracks: tuple[tuple[float, bool], ...],
+    centre_x: float,
+    spread: float,
+    main: int,
+    fill: float,
+) -> list[Vehicle]:
     """A consist on the main track (usually across ``centre_x``) and standing rakes on some other tracks."""
     out: list[Vehicle] = []
     for i, (y, _) in enumerate(tracks):
