@@ -852,6 +852,23 @@ def bridge_truss(rng: np.random.Generator, length: float, half_width: float) -> 
     return b.array()
 
 
+def platform(rng: np.random.Generator, length: float, width: float) -> np.ndarray:
+    """Station platform (concrete, 0.5-1.1 m above the rail) with a canopy on posts at times."""
+    b = MeshBuilder()
+    height = rng.uniform(0.5, 1.1)
+    concrete = np.full(3, rng.uniform(0.45, 0.65), np.float32)
+    b.box((0, 0, (height - 0.6) / 2), (length, width, height + 0.6), concrete)
+    b.box((0, -width / 2 + 0.3, height + 0.01), (length, 0.4, 0.02), (0.75, 0.7, 0.3))  # edge line
+    if rng.random() < 0.4:
+        roof_len = length * rng.uniform(0.2, 0.6)
+        posts = np.arange(-roof_len / 2, roof_len / 2 + 1e-3, 6.0)
+        b.boxes(
+            np.stack([posts, np.zeros_like(posts), np.full_like(posts, height + 1.6)], 1), (0.25, 0.25, 3.2), DARK * 3
+        )
+        b.box((0, 0, height + 3.25), (roof_len, width * 0.8, 0.2), weathered(rng, pick(rng, "building"), 0.3))
+    return b.array()
+
+
 def embankment(length: float, height: float, colour: Colour) -> np.ndarray:
     b = MeshBuilder()
     b.prism(
@@ -880,6 +897,7 @@ def _prop_mesh(prop: Prop, rng: np.random.Generator) -> np.ndarray:
         "masts": lambda: catenary_masts(rng, prop.length, prop.height),
         "truss": lambda: bridge_truss(rng, prop.length, prop.height),
         "embankment": lambda: embankment(prop.length, prop.height, (0.33, 0.33, 0.22)),
+        "platform": lambda: platform(rng, prop.length, prop.height),
     }
     return makers[prop.kind]()
 

@@ -65,6 +65,7 @@ LIVERIES = {
     "building": [(0.65, 0.62, 0.56), (0.55, 0.52, 0.48), (0.50, 0.30, 0.22), (0.70, 0.70, 0.68), (0.45, 0.47, 0.50)],
 }
 
+PLATFORM_PROB = 0.2  # a station platform (sometimes with a canopy) beside the outer track
 CURVE = {"prob": 0.35, "radius_m_log": (350.0, 3000.0)}  # curved lines; straight at the view centre
 
 VIEW_RANGES = {
@@ -81,6 +82,8 @@ VIEW_RANGES = {
         "ground_band_half_m": (8.0, 60.0),  # rendered ground fades out this far beyond the tracks
         "near_ground_alpha": (0.55, 1.0),  # on the camera side the photo's lower part shows through
         "river_prob": 0.25,  # telephoto scenes shot across water (bridge scenes always have it)
+        "snow_prob": 0.12,  # winter scenes: snow on the ground, roofs, loads and trees
+        "roll_deg_sd": 1.2,  # hand-held tilt of the horizon
         "shallow_angle_prob": 0.5,  # line of sight to the track: long lines of overlapping cars
         "shallow_angle_deg": (6.0, 25.0),
         "view_angle_deg": (25.0, 90.0),
@@ -114,6 +117,10 @@ POST = {
     "overhead_resample": (1.0, 2.2),
     "pan_fringe_prob": 0.5,
     "glass_prob": 0.08,
+    "white_balance_sd": 0.035,  # per-channel gain
+    "chromatic_aberration": (0.0, 0.0015),  # radial scale difference of red vs blue (ground view)
+    "sharpen_prob": 0.45,  # phone / satellite processing halos
+    "sharpen_amount": (0.2, 0.9),
 }
 
 NEGATIVE_FRACTION = 0.10

@@ -210,10 +210,32 @@ def _pan_fringes(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
 
 
+def _unsharp(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+    """Processing halos of phone cameras and satellite products."""
+    blur = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.8, 1.6))
+    return img + (img - blur) * rng.uniform(*POST["sharpen_amount"])
+
+
+def _chromatic_aberration(img: np.ndarray, k: float) -> np.ndarray:
+    """Lateral colour: red magnified by ``k`` and blue shrunk by ``k`` about the centre."""
+    if k < 2e-4:
+        return img
+    size = img.shape[0]
+    c = (size - 1) / 2
+    out = img.copy()
+    for ch, scale in ((0, 1 + k), (2, 1 - k)):
+        m = np.float32([[scale, 0, c * (1 - scale)], [0, scale, c * (1 - scale)]])
+        out[..., ch] = cv2.warpAffine(
+            img[..., ch], m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+        )
+    return out
+
+
 def camera_effects(scene: Scene, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Lens, atmosphere turbulence, processing and sensor effects; returns uint8 BGR."""
     size = img.shape[0]
     contrast = rng.uniform(0.85, 1.15)
+    img = img * rng.normal(1.0, POST["white_balance_sd"], 3).astype(np.float32)
     img = (img - 0.5) * contrast + 0.5 + rng.normal(0, 0.03)
     img = np.clip(img, 0, 1) ** rng.uniform(0.85, 1.15)
     if scene.view == "ground":
@@ -225,6 +247,9 @@ def camera_effects(scene: Scene, img: np.ndarray, rng: np.random.Generator) -> n
         sigma = rng.uniform(*POST["defocus_sigma_px"]) * (1.0 + scene.notes.get("range_m", 0) / 2000)
         if sigma > 0.3:
             img = cv2.GaussianBlur(img, (0, 0), sigma)
+        img = _chromatic_aberration(img, rng.uniform(*POST["chromatic_aberration"]))
+        if rng.random() < POST["sharpen_prob"]:
+            img = _unsharp(rng, img)
         if rng.random() < POST["glass_prob"]:  # shot through a window: veiling reflection
             reflection = cv2.GaussianBlur(_smooth_noise(rng, size, 4), (0, 0), 8)[..., None]
             img = img * 0.85 + reflection * rng.uniform(0.8, 1.0, 3).astype(np.float32) * 0.2
@@ -239,9 +264,8 @@ def camera_effects(scene: Scene, img: np.ndarray, rng: np.random.Generator) -> n
             )
         if rng.random() < POST["pan_fringe_prob"]:
             img = _pan_fringes(rng, img)
-        if rng.random() < 0.5:  # sharpening halo
-            blur = cv2.GaussianBlur(img, (0, 0), 1.2)
-            img = img + (img - blur) * rng.uniform(0.2, 0.8)
+        if rng.random() < POST["sharpen_prob"]:
+            img = _unsharp(rng, img)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
     img = img * (1 - rng.uniform(0, 0.35) * (xx**2 + yy**2))[..., None]
     sigma = rng.uniform(*POST["noise_sigma"]) / 255.0

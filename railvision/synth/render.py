@@ -46,6 +46,7 @@ _FS = """
 uniform vec3 sun_dir; uniform vec3 sun_col; uniform vec3 amb_col; uniform vec3 cam_pos;
 uniform vec3 haze_col; uniform float beta; uniform vec3 band; uniform float water_from; uniform float shadow_strength;
 uniform vec2 curve;  // (x0, signed radius; 0 = straight)
+uniform float snow;  // cover of snow on up-facing surfaces, 0..1
 uniform sampler2DShadow shadow_map; uniform float texel;
 in vec3 v_pos; in vec3 v_nrm; in vec3 v_col; in vec4 v_lpos;
 flat in int v_mat; flat in int v_inst;
@@ -104,6 +105,8 @@ void main() {
         col *= 0.8 + 0.35 * noise(v_pos * 1.7);
         col *= mix(0.6, 1.0, smoothstep(0.6, 2.4, v_pos.z));
     }
+    if (snow > 0.0 && spec < 0.5 && v_mat != 5)
+        col = mix(col, vec3(1.0, 1.02, 1.06), snow * smoothstep(0.5, 0.85, n.z) * (0.8 + 0.2 * noise(v_pos * 1.3)));
     float lit = 1.0;
     vec3 lp = v_lpos.xyz / v_lpos.w * 0.5 + 0.5;
     if (all(greaterThan(lp, vec3(0.0))) && all(lessThan(lp, vec3(1.0)))) {
@@ -291,6 +294,7 @@ class Renderer:
         p["band"].value = scene.ground_band
         p["water_from"].value = scene.water_from
         p["curve"].value = scene.curve
+        p["snow"].value = scene.snow
         p["shadow_strength"].value = 0.25 if light.overcast else 0.6
         self.shadow_tex.use(0)
         p["shadow_map"].value = 0

@@ -19,6 +19,7 @@ from railvision.synth.params import (
     LIGHT_ENGINE_PROB,
     LOCO_COUNT_WEIGHTS,
     LOCO_KINDS,
+    PLATFORM_PROB,
     VEHICLE_KINDS,
     VIEW_RANGES,
 )
@@ -90,6 +91,7 @@ class Scene:
     ground_band: tuple[float, float, float]
     water_from: float  # ground view: water on the camera side this far from the tracks (0: none)
     curve: tuple[float, float]  # (x where the track is straight, signed radius in m; 0: straight), see ``bend``
+    snow: float  # winter: snow cover on up-facing surfaces (0: none)
     background_distance: float
     post_seed: int
     notes: dict[str, float] = field(default_factory=dict)
@@ -123,6 +125,17 @@ def bend(points: np.ndarray, curve: tuple[float, float], normals: np.ndarray | N
         normals[:, 0] = nx * c - ny * s
         normals[:, 1] = nx * s + ny * c
     return out
+
+
+def _rolled_up(eye: Vec3, target: Vec3, roll_deg: float) -> Vec3:
+    """The camera's up vector for a hand-held photo tilted by ``roll_deg`` about the line of sight."""
+    f = np.asarray(target, float) - np.asarray(eye, float)
+    f /= np.linalg.norm(f)
+    side = np.cross(f, (0.0, 0.0, 1.0))
+    side /= np.linalg.norm(side)
+    up = np.cross(side, f)
+    a = np.deg2rad(roll_deg)
+    return tuple(float(v) for v in np.cos(a) * up + np.sin(a) * side)
 
 
 def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -258,6 +271,20 @@ def _props_common(
             kind = "tanker" if rng.random() < 0.5 else "truck"
             yaw = 0.0 if rng.random() < 0.5 else 180.0
             props.append(Prop(kind, float(rng.uniform(x_lo, x_hi)), float(y_road), yaw, int(rng.integers(2**31))))
+    if rng.random() < PLATFORM_PROB:  # station platform along the outer track, on either side
+        edge = y_far if rng.random() < 0.5 else y_near
+        width = float(rng.uniform(4.0, 9.0))
+        props.append(
+            Prop(
+                "platform",
+                float(rng.uniform(x_lo, x_hi) * 0.3),
+                float(edge + np.sign(edge) * (width / 2 - 1.25)),
+                0.0,
+                int(rng.integers(2**31)),
+                length=float(rng.uniform(80, 350)),
+                height=width,
+            )
+        )
     if rng.random() < 0.4:
         props.append(
             Prop(
@@ -372,7 +399,14 @@ def ground_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scene:
     clearance = 0.3 * horiz * np.sin(theta) + 2.0  # nothing right in front of the lens
     props = [p for p in props if p.kind == "truss" or abs(p.y - eye[1]) > clearance]
     camera = Camera(
-        False, tuple(map(float, eye)), target, (0.0, 0.0, 1.0), fov, 0.0, max(0.5, dist * 0.02), dist * 3 + half_len
+        False,
+        tuple(map(float, eye)),
+        target,
+        _rolled_up(eye, target, rng.normal(0.0, r["roll_deg_sd"])),
+        fov,
+        0.0,
+        max(0.5, dist * 0.02),
+        dist * 3 + half_len,
     )
     mpp = field_w / imgsz
     vis_km = _log_uniform(rng, *r["visibility_km_log"])
@@ -404,6 +438,7 @@ def ground_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scene:
         ground_band=(float((tracks[0][0] + tracks[-1][0]) / 2), band_half, float(rng.uniform(*r["near_ground_alpha"]))),
         water_from=water_from,
         curve=curve,
+        snow=float(rng.uniform(0.5, 0.95)) if rng.random() < r["snow_prob"] else 0.0,
         background_distance=float(dist * rng.uniform(1.2, 3.0)),
         post_seed=int(rng.integers(2**31)),
         notes={
@@ -450,6 +485,7 @@ def overhead_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scen
         ground_band=(0.0, 0.0, 0.0),
         water_from=0.0,
         curve=_curve(rng, target[0]),
+        snow=0.0,  # the aerial backgrounds are all summer
         background_distance=0.0,
         post_seed=int(rng.integers(2**31)),
         notes={"gsd_m": gsd},
