@@ -18,7 +18,7 @@ from pathlib import Path
 
 from common import make_images, model_pair
 
-from railvision.engine import Detector, to_blob
+from railvision.engine import Detector
 from railvision.images import load_image
 
 
@@ -45,7 +45,7 @@ def main() -> None:
     pt, onnx = model_pair(args.pt, args.onnx, work)
     paths = make_images(work / "images", args.images)
     detector = Detector(onnx, device="cpu")
-    tensors = [to_blob([detector.prepare(load_image(p))[0]]) for p in paths]  # what the engine feeds
+    tensors = [detector.prepare(load_image(p))[0][None] for p in paths]  # what the engine feeds
 
     from ultralytics import YOLO  # after the engine ran nothing torch: the bench alone pays for it
 

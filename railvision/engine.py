@@ -269,8 +269,12 @@ class Detector:
         return np.concatenate(outputs) if len(outputs) > 1 else outputs[0]
 
     def prepare(self, frame: np.ndarray) -> tuple[np.ndarray, Letterbox]:
-        """Letterbox one BGR frame for this model; thread-safe, so callers may run it in workers."""
-        return letterbox(frame, self.imgsz, self.rect_stride)
+        """One BGR frame to its CHW input tensor and letterbox geometry.
+
+        Thread-safe and GIL-light (OpenCV and numpy), so callers may run it in worker threads.
+        """
+        image, box = letterbox(frame, self.imgsz, self.rect_stride)
+        return to_blob([image], self.input_dtype)[0], box
 
     def _predict(
         self,
@@ -287,11 +291,11 @@ class Detector:
         """
         boxed = letterboxed if letterboxed is not None else [self.prepare(frame) for frame in frames]
         groups: dict[tuple[int, ...], list[int]] = {}
-        for i, (image, _) in enumerate(boxed):
-            groups.setdefault(image.shape, []).append(i)
+        for i, (tensor, _) in enumerate(boxed):
+            groups.setdefault(tensor.shape, []).append(i)
         results: list = [None] * len(frames)
         for members in groups.values():
-            raw = self.run(to_blob([boxed[i][0] for i in members], self.input_dtype)).astype(np.float32, copy=False)
+            raw = self.run(np.stack([boxed[i][0] for i in members])).astype(np.float32, copy=False)
             for i, pred in zip(members, raw, strict=True):
                 if self.head == "end2end":
                     rows = decode_end2end(pred, conf, classes, max_det)
@@ -375,7 +379,7 @@ class Detector:
         tile: Tile = "off",
         letterboxed: list[tuple[np.ndarray, Letterbox]] | None = None,
     ) -> list[Detections]:
-        """``detect`` for frames already decoded to BGR uint8 (and optionally letterboxed to ``imgsz``).
+        """``detect`` for frames already decoded to BGR uint8 (and optionally ``prepare``d).
 
         Lets a caller decode and letterbox in worker threads while this thread runs the model.
         """

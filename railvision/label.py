@@ -1,7 +1,7 @@
 """Labelling a whole photo archive, resumably.
 
 The archive is scanned (read-only), every photo not yet done is decoded and
-letterboxed in worker threads while the main thread runs the model on batches,
+prepared (letterboxed, as tensors) in worker threads while the main thread runs the model on batches,
 and each batch's results are committed to a SQLite file in the output folder.
 Outputs are always rebuilt from that file, so a run killed at any point and then
 resumed ends with exactly the files an uninterrupted run would have written.
