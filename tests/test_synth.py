@@ -6,6 +6,7 @@ They render real scenes with the software GL driver; an EGL failure fails them (
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,9 @@ import pytest
 import yaml
 
 from railvision.cli import main
-from railvision.synth.dataset import Generator, SynthConfig, generate, mask_boxes
+from railvision.synth.dataset import Generator, SynthConfig, generate, labels_from_render, mask_boxes
+from railvision.synth.render import RenderResult
+from railvision.synth.scene import Vehicle, make_scene
 from railvision.taxonomy import CLASS_NAMES
 
 SEED = 7
@@ -50,6 +53,10 @@ def test_layout_and_coverage(small_run: Path) -> None:
     assert set(stats["images_per_view"]) == {"ground", "overhead"}
     assert all(stats["instances_per_class"][name] > 0 for name in CLASS_NAMES), stats["instances_per_class"]
     assert sum(stats["box_size_histogram"]["counts"]) == stats["instances"]
+    lines = [line for label in small_run.glob("labels/*/*.txt") for line in label.read_text().splitlines()]
+    assert len(lines) == stats["instances"]
+    views = [row.split(",")[1] for row in rows[1:]]
+    assert stats["images_per_view"] == {v: views.count(v) for v in ("ground", "overhead")}
     assert list((small_run / "previews").glob("*.jpg"))
     for label in small_run.glob("labels/*/*.txt"):
         for line in label.read_text().splitlines():
@@ -88,6 +95,22 @@ def test_mask_boxes_are_tight() -> None:
     mask[2:5, 3:9] = 1
     mask[10, 20] = 2
     assert mask_boxes(mask) == {1: (3, 2, 9, 5, 18), 2: (20, 10, 21, 11, 1)}
+
+
+def test_hidden_tiny_and_hazy_vehicles_are_not_labelled() -> None:
+    base = make_scene(np.random.default_rng(0), "overhead", 64, negative=True)
+    cars = tuple(Vehicle("boxcar", 3, 15.0, 0.0, 0.0, seed) for seed in range(4))
+    scene = replace(base, vehicles=cars)
+    inst = np.zeros((64, 64), np.uint16)
+    inst[10:20, 5:25] = 1  # 200 px of 400: kept
+    inst[30:40, 5:25] = 2  # 200 px of 1001: under 20% visible, dropped
+    inst[50:52, 5:25] = 3  # 2 px tall: dropped
+    inst[40:48, 40:60] = 4  # kept, unless hazy
+    result = RenderResult(np.zeros((64, 64, 4), np.float32), inst, {1: 400.0, 2: 1001.0, 3: 40.0, 4: 160.0})
+    boxes, _ = labels_from_render(scene, result, 0, 64)
+    assert boxes == [(3, 5.0, 10.0, 25.0, 20.0), (3, 40.0, 40.0, 60.0, 48.0)]
+    hazy = replace(scene, haze_beta=0.01)  # the camera is 1.5 km away: exp(-15) of the contrast left
+    assert labels_from_render(hazy, result, 0, 64)[0] == []
 
 
 def test_works_without_shared_backgrounds(tmp_path: Path, monkeypatch) -> None:
