@@ -62,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--imgsz must be a multiple of 32 between 64 and 2048, got {args.imgsz}")
     if args.workers < 1:
         return _fail(f"--workers must be at least 1, got {args.workers}")
-    if not 0.0 <= args.val_fraction < 1.0:
-        return _fail(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
+    if not 0.0 <= args.val_fraction <= 1.0:
+        return _fail(f"--val-fraction must be in [0, 1] (1: a test set, all val), got {args.val_fraction}")
     backgrounds = args.backgrounds if args.backgrounds is not None else default_backgrounds()
     if backgrounds is not None and not backgrounds.is_dir():
         return _fail(f"--backgrounds {backgrounds} is not a folder")
