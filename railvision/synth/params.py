@@ -108,7 +108,8 @@ LIGHT = {
 
 POST = {
     "jpeg_quality": (38, 95),
-    "antialias_sigma_px": (0.35, 0.6),  # on the rendered layer only (premultiplied), before compositing
+    "antialias_sigma_px": (0.35, 0.6),
+    "background_blur_px": (0.0, 1.8),  # ground view: the photo behind the train is out of focus  # on the rendered layer only (premultiplied), before compositing
     "defocus_sigma_px": (0.0, 1.3),
     "motion_blur_prob": 0.15,
     "motion_blur_px": (2, 6),

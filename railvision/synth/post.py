@@ -163,9 +163,12 @@ def composite(
     rgba = cv2.GaussianBlur(rgba, (0, 0), rng.uniform(*POST["antialias_sigma_px"]))  # soften raster jaggies
     fg, alpha = rgba[..., :3], rgba[..., 3:4]
     bg = background
-    if scene.view == "ground":
+    if scene.view == "ground":  # the backdrop is farther than the train: hazier, and out of focus
         h = 0.7 * (1.0 - np.exp(-scene.haze_beta * scene.background_distance))
         bg = bg * (1 - h) + haze * h
+        sigma = rng.uniform(*POST["background_blur_px"])
+        if sigma > 0.3:
+            bg = cv2.GaussianBlur(bg, (0, 0), sigma)
     solid = alpha[..., 0] > 0.5
     if solid.sum() > 50:
         fg_mean = (fg[solid] / alpha[solid]).mean(axis=0) + 1e-3
