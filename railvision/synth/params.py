@@ -87,6 +87,7 @@ VIEW_RANGES = {
         "shallow_angle_prob": 0.5,  # line of sight to the track: long lines of overlapping cars
         "shallow_angle_deg": (6.0, 25.0),
         "view_angle_deg": (25.0, 90.0),
+        "min_lateral_m": 12.0,  # the camera stands at least this far to the side of the main track
         "visibility_km_log": (2.0, 40.0),
         "shimmer_px": (0.0, 1.6),
     },
@@ -108,8 +109,8 @@ LIGHT = {
 
 POST = {
     "jpeg_quality": (38, 95),
-    "antialias_sigma_px": (0.35, 0.6),
-    "background_blur_px": (0.0, 1.8),  # ground view: the photo behind the train is out of focus  # on the rendered layer only (premultiplied), before compositing
+    "antialias_sigma_px": (0.35, 0.6),  # on the rendered layer only (premultiplied), before compositing
+    "background_blur_px": (0.0, 1.8),  # ground view: the photo behind the train is out of focus
     "defocus_sigma_px": (0.0, 1.3),
     "motion_blur_prob": 0.15,
     "motion_blur_px": (2, 6),

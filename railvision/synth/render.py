@@ -224,7 +224,8 @@ def _gl(m: np.ndarray) -> bytes:
 class RenderResult:
     rgba: np.ndarray  # (H, W, 4) float32, colour premultiplied by coverage, at the render size
     instances: np.ndarray  # (H, W) uint16; 0 = not a vehicle, i = scene.vehicles[i - 1]
-    full_area: dict[int, float]  # instance -> unoccluded projected area in render pixels (inf: crosses the camera)
+    full_area: dict[int, float]  # instance -> unoccluded projected area in render pixels (in-frame part if it
+    # reaches behind the camera)
 
 
 def gl_context() -> moderngl.Context:
@@ -320,7 +321,10 @@ class Renderer:
         depth_vao: moderngl.VertexArray,
         visible: np.ndarray,
     ) -> dict[int, float]:
-        """Each visible vehicle drawn alone into an atlas tile fitted to its projected bounds (one read-back)."""
+        """Each visible vehicle drawn alone into an atlas tile fitted to its projected bounds (one read-back).
+
+        A vehicle that reaches behind the camera has no finite projection; its tile shows the whole frame.
+        """
         out: dict[int, float] = {}
         jobs: list[tuple[int, int, int, np.ndarray, float]] = []
         for inst, first, count in ranges:
@@ -330,8 +334,8 @@ class Renderer:
             lo, hi = pts.min(axis=0), pts.max(axis=0)
             corners = np.array([[x, y, z, 1.0] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
             clip = corners @ mvp.T
-            if np.any(clip[:, 3] <= 1e-6):  # crosses the camera plane: never kept
-                out[inst] = float("inf")
+            if np.any(clip[:, 3] <= 1e-6):  # reaches behind the camera: compare with its part inside the frame
+                jobs.append((inst, first, count, mvp, float(self.size) ** 2))
                 continue
             ndc = clip[:, :2] / clip[:, 3:4]
             (x0, y0), (x1, y1) = ndc.min(axis=0), ndc.max(axis=0)

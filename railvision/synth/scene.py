@@ -350,6 +350,7 @@ def ground_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scene:
         float(2.3 + rng.normal(0, 1.5) + field_w * rng.normal(0, 0.08)),
     )
     horiz = np.sqrt(max(dist**2 - height**2, 1.0))
+    theta = max(theta, float(np.arcsin(min(1.0, r["min_lateral_m"] / horiz))))  # photographers stand off the line
     curve = _curve(rng, target[0])
     eye = (target[0] - sx * horiz * np.cos(theta), y_main - side * horiz * np.sin(theta), height)
     half_len = float(min(2500.0, max(250.0, 1.6 * field_w / np.sin(theta) + dist * 0.3)))
