@@ -108,6 +108,8 @@ LIGHT = {
 }
 
 POST = {
+    "photo_background_prob": 0.85,  # when photos are available; procedural backgrounds otherwise
+    "overhead_photo_gsd_m": (0.1, 0.3),  # assumed resolution of the aerial background tiles (not known exactly)
     "jpeg_quality": (38, 95),
     "antialias_sigma_px": (0.35, 0.6),  # on the rendered layer only (premultiplied), before compositing
     "background_blur_px": (0.0, 1.8),  # ground view: the photo behind the train is out of focus

@@ -17,7 +17,6 @@ from railvision.synth.render import RenderResult
 from railvision.synth.scene import Scene
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-NATIVE_GSD = (0.1, 0.3)  # metres per pixel of the overhead background tiles (not known exactly)
 
 
 class Backgrounds:
@@ -35,15 +34,15 @@ class Backgrounds:
             self.files[view] = found
 
     def sample(self, rng: np.random.Generator, view: str, size: int, gsd: float = 0.0) -> np.ndarray:
-        """A ``size`` square background; overhead photos are rescaled from ``NATIVE_GSD`` to ``gsd``."""
+        """A ``size`` square background; overhead photos are rescaled from their (assumed) resolution to ``gsd``."""
         files = self.files[view]
-        use_photo = bool(files) and rng.random() < 0.85
+        use_photo = bool(files) and rng.random() < POST["photo_background_prob"]
         index = int(rng.integers(len(files))) if files else 0
         if use_photo:
             img = cv2.imread(str(files[index]), cv2.IMREAD_COLOR)
             if img is not None:
                 if view == "overhead":  # to the scene's ground resolution (or coarser only in scale when too small)
-                    factor = rng.uniform(*NATIVE_GSD) / gsd
+                    factor = rng.uniform(*POST["overhead_photo_gsd_m"]) / gsd
                     if rng.random() < 0.5:
                         factor = max(factor, size / min(img.shape[:2]))
                     img = cv2.resize(img, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
