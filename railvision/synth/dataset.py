@@ -27,6 +27,7 @@ from railvision.synth.params import (
     MIN_VISIBLE_FRACTION,
     NEGATIVE_FRACTION,
     SUPERSAMPLE,
+    VIEW_WEIGHTS,
 )
 from railvision.synth.post import (
     Backgrounds,
@@ -41,7 +42,6 @@ from railvision.synth.scene import Scene, bend, make_scene
 from railvision.taxonomy import CLASS_NAMES
 
 VIEWS = ("ground", "overhead")
-VIEW_WEIGHTS = {"ground": 0.6, "overhead": 0.4}
 MANIFEST = "synth.json"
 Box = tuple[int, float, float, float, float]  # class id, x0, y0, x1, y1 in pixels (x1, y1 exclusive)
 BOX_BINS = (0, 8, 16, 32, 64, 128, 256, 100000)  # sqrt(box area) in pixels

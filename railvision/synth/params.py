@@ -65,6 +65,24 @@ LIVERIES = {
     "building": [(0.65, 0.62, 0.56), (0.55, 0.52, 0.48), (0.50, 0.30, 0.22), (0.70, 0.70, 0.68), (0.45, 0.47, 0.50)],
 }
 
+SCENERY = {
+    "long_tank_prob": 0.15,  # gas / chemical tanks of 15-20 m
+    "block_purity": 0.8,  # share of a block consist's cars that are of the block's kind
+    "dual_gauge_prob": 0.35,  # a track has the third rail for 1435 mm
+    "wide_gap_prob": 0.15,  # 3-12 m extra between two neighbouring tracks
+    "side_track_fill": {"ground": 0.45, "overhead": 0.6},  # P(a side track holds vehicles)
+    "side_track_locos_prob": 0.4,  # a rake on a side track has locomotives at its head
+    "covers_centre_prob": (0.85, 0.6),  # (main, side track): the consist spans the view centre
+    "distractors": (1, 8),  # lorries, tankers, containers, sheds, tanks, buildings per scene
+    "distractor_far_side_prob": 0.7,  # beyond the tracks rather than on the camera side
+    "road_prob": 0.35,  # a road with 1-4 lorries along the line
+    "masts_prob": 0.4,  # catenary masts
+    "vegetation_prob": (0.55, 0.4),  # (ground, overhead) strips of trees and bushes
+    "ground_tracks": {1: 0.3, 2: 0.3, 3: 0.2, 4: 0.12, 6: 0.08},  # number of parallel tracks: weight
+    "bridge_prob": 0.12,  # ground scenes with 1-2 tracks on a truss bridge
+    "fence_prob": 0.3,
+    "embankment_prob": 0.15,
+}
 PLATFORM_PROB = 0.2  # a station platform (sometimes with a canopy) beside the outer track
 CURVE = {"prob": 0.35, "radius_m_log": (350.0, 3000.0)}  # curved lines; straight at the view centre
 
@@ -83,6 +101,7 @@ VIEW_RANGES = {
         "near_ground_alpha": (0.55, 1.0),  # on the camera side the photo's lower part shows through
         "river_prob": 0.25,  # telephoto scenes shot across water (bridge scenes always have it)
         "snow_prob": 0.12,  # winter scenes: snow on the ground, roofs, loads and trees
+        "snow_cover": (0.5, 0.95),
         "roll_deg_sd": 1.2,  # hand-held tilt of the horizon
         "shallow_angle_prob": 0.5,  # line of sight to the track: long lines of overlapping cars
         "shallow_angle_deg": (6.0, 25.0),
@@ -96,6 +115,7 @@ VIEW_RANGES = {
         "off_nadir_deg": (0.0, 18.0),
         "tracks": (1, 9),
         "haze": (0.0, 0.25),
+        "near_axis_prob": 0.4,  # the line runs (nearly) along an image axis; otherwise any direction
     },
 }
 
@@ -127,6 +147,7 @@ POST = {
     "sharpen_amount": (0.2, 0.9),
 }
 
+VIEW_WEIGHTS = {"ground": 0.6, "overhead": 0.4}  # when both views are asked for
 NEGATIVE_FRACTION = 0.10
 MIN_VISIBLE_FRACTION = 0.2
 MIN_BOX_PX = 3.0

@@ -20,6 +20,7 @@ from railvision.synth.params import (
     LOCO_COUNT_WEIGHTS,
     LOCO_KINDS,
     PLATFORM_PROB,
+    SCENERY,
     VEHICLE_KINDS,
     VIEW_RANGES,
 )
@@ -151,7 +152,7 @@ def _choice(rng: np.random.Generator, weights: dict[str, float]) -> str:
 def _length(rng: np.random.Generator, kind: str) -> float:
     d = DIMENSIONS
     if kind == "tank":
-        return rng.uniform(*(d["tank_length_long"] if rng.random() < 0.15 else d["tank_length"]))
+        return rng.uniform(*(d["tank_length_long"] if rng.random() < SCENERY["long_tank_prob"] else d["tank_length"]))
     table = {
         "boxcar": d["boxcar_length"],
         "tarp_flat": (d["flat_deck_length"][0] + 1.2, d["flat_deck_length"][1] + 1.2),
@@ -180,7 +181,7 @@ def consist(
     weights = {k: w for k, (_, w) in VEHICLE_KINDS.items() if w > 0}
     block_kind = _choice(rng, weights) if rng.random() < BLOCK_PROB else None
     for _ in range(n_cars):
-        kinds.append(block_kind if block_kind and rng.random() < 0.8 else _choice(rng, weights))
+        kinds.append(block_kind if block_kind and rng.random() < SCENERY["block_purity"] else _choice(rng, weights))
     out: list[Vehicle] = []
     x = x_start
     section = 0
@@ -218,10 +219,12 @@ def _tracks(rng: np.random.Generator, n: int) -> tuple[tuple[float, bool], ...]:
     ys = [0.0]
     for _ in range(n - 1):
         ys.append(
-            ys[-1] + rng.uniform(*DIMENSIONS["track_spacing"]) + (rng.uniform(3, 12) if rng.random() < 0.15 else 0)
+            ys[-1]
+            + rng.uniform(*DIMENSIONS["track_spacing"])
+            + (rng.uniform(3, 12) if rng.random() < SCENERY["wide_gap_prob"] else 0)
         )
     centre = ys[len(ys) // 2]
-    return tuple((float(y - centre), bool(rng.random() < 0.35)) for y in ys)
+    return tuple((float(y - centre), bool(rng.random() < SCENERY["dual_gauge_prob"])) for y in ys)
 
 
 def _trains(
@@ -242,10 +245,14 @@ def _trains(
         if i != main and rng.random() < LIGHT_ENGINE_PROB:  # locomotives parked on their own
             n, n_locos = 0, int(rng.integers(1, 4))
         else:
-            n_locos = int(rng.choice(3, p=LOCO_COUNT_WEIGHTS)) if i == main or rng.random() < 0.4 else 0
+            n_locos = (
+                int(rng.choice(3, p=LOCO_COUNT_WEIGHTS))
+                if i == main or rng.random() < SCENERY["side_track_locos_prob"]
+                else 0
+            )
         cars = consist(rng, y, 0.0, direction, n, n_locos)
         length = sum(v.length for v in cars)
-        if rng.random() < (0.85 if i == main else 0.6):  # covers the centre of the view
+        if rng.random() < SCENERY["covers_centre_prob"][i != main]:  # covers the centre of the view
             start = centre_x - direction * rng.uniform(0.05, 0.95) * length
         else:  # starts or ends somewhere in (or near) the view
             start = centre_x + rng.uniform(-spread, spread) - (direction * length if rng.random() < 0.5 else 0.0)
@@ -259,13 +266,13 @@ def _props_common(
     """Look-alikes behind (or beside) the tracks: lorries, tankers, containers, sheds, tanks, buildings."""
     props: list[Prop] = []
     kinds = {"truck": 1.0, "tanker": 1.0, "containers": 1.0, "shed": 1.0, "building": 1.2, "storage_tank": 1.0}
-    for _ in range(int(rng.integers(1, 9))):
+    for _ in range(int(rng.integers(SCENERY["distractors"][0], SCENERY["distractors"][1] + 1))):
         kind = _choice(rng, kinds)
-        side = y_far if rng.random() < 0.7 else y_near
+        side = y_far if rng.random() < SCENERY["distractor_far_side_prob"] else y_near
         y = side + np.sign(side) * rng.uniform(8, 60) * (1.0 if kind not in ("building", "storage_tank") else 1.6)
         yaw = 0.0 if rng.random() < 0.6 else rng.uniform(0, 180)
         props.append(Prop(kind, float(rng.uniform(x_lo, x_hi)), float(y), float(yaw), int(rng.integers(2**31))))
-    if rng.random() < 0.35:  # a road with lorries along the line
+    if rng.random() < SCENERY["road_prob"]:  # a road with lorries along the line
         y_road = y_far + np.sign(y_far) * rng.uniform(6, 25)
         for _ in range(int(rng.integers(1, 5))):
             kind = "tanker" if rng.random() < 0.5 else "truck"
@@ -285,7 +292,7 @@ def _props_common(
                 height=width,
             )
         )
-    if rng.random() < 0.4:
+    if rng.random() < SCENERY["masts_prob"]:
         props.append(
             Prop(
                 "masts",
@@ -297,7 +304,7 @@ def _props_common(
                 height=float(abs(y_far - y_near) + 5.6),
             )
         )
-    if rng.random() < (0.4 if overhead else 0.55):
+    if rng.random() < SCENERY["vegetation_prob"][overhead]:
         n = int(rng.integers(1, 4))
         for _ in range(n):
             y = y_near + np.sign(y_near) * rng.uniform(4, 40 if not overhead else 25)
@@ -324,8 +331,9 @@ def _sleeper_range(eye_x: float, target_x: float, field_w: float) -> tuple[float
 def ground_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scene:
     r = VIEW_RANGES["ground"]
     tele = rng.random() < r["telephoto_prob"]
-    n_tracks = int(rng.choice([1, 2, 3, 4, 6], p=[0.3, 0.3, 0.2, 0.12, 0.08]))
-    bridge = n_tracks <= 2 and rng.random() < 0.12
+    counts, weights = zip(*SCENERY["ground_tracks"].items(), strict=True)
+    n_tracks = int(rng.choice(counts, p=np.asarray(weights) / sum(weights)))
+    bridge = n_tracks <= 2 and rng.random() < SCENERY["bridge_prob"]
     tracks = _tracks(rng, n_tracks)
     main = int(rng.integers(n_tracks))
     car_px = _log_uniform(rng, *r["car_height_px_log"])
@@ -356,11 +364,13 @@ def ground_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scene:
     half_len = float(min(2500.0, max(250.0, 1.6 * field_w / np.sin(theta) + dist * 0.3)))
     x_lo, x_hi = -half_len, half_len
     visible_half = float(min(half_len, field_w / np.sin(theta)))
-    vehicles = [] if negative else _trains(rng, tracks, target[0], visible_half, main, 0.45)
+    vehicles = (
+        [] if negative else _trains(rng, tracks, target[0], visible_half, main, SCENERY["side_track_fill"]["ground"])
+    )
     y_near = tracks[0][0] - 3.0 if side > 0 else tracks[-1][0] + 3.0
     y_far = tracks[-1][0] + 3.0 if side > 0 else tracks[0][0] - 3.0
     props = _props_common(rng, y_far, y_near, -visible_half, visible_half, overhead=False)
-    if rng.random() < 0.3:
+    if rng.random() < SCENERY["fence_prob"]:
         props.append(
             Prop(
                 "fence",
@@ -371,7 +381,7 @@ def ground_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scene:
                 length=2 * half_len,
             )
         )
-    if rng.random() < 0.15 and not bridge:
+    if rng.random() < SCENERY["embankment_prob"] and not bridge:
         props.append(
             Prop(
                 "embankment",
@@ -439,7 +449,7 @@ def ground_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scene:
         ground_band=(float((tracks[0][0] + tracks[-1][0]) / 2), band_half, float(rng.uniform(*r["near_ground_alpha"]))),
         water_from=water_from,
         curve=curve,
-        snow=float(rng.uniform(0.5, 0.95)) if rng.random() < r["snow_prob"] else 0.0,
+        snow=float(rng.uniform(*r["snow_cover"])) if rng.random() < r["snow_prob"] else 0.0,
         background_distance=float(dist * rng.uniform(1.2, 3.0)),
         post_seed=int(rng.integers(2**31)),
         notes={
@@ -458,10 +468,15 @@ def overhead_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scen
     n_tracks = int(rng.integers(r["tracks"][0], r["tracks"][1] + 1))
     tracks = _tracks(rng, n_tracks)
     x_half = half * 1.6 + 30
-    vehicles = [] if negative else _trains(rng, tracks, 0.0, x_half, int(rng.integers(n_tracks)), 0.6)
+    vehicles = (
+        []
+        if negative
+        else _trains(rng, tracks, 0.0, x_half, int(rng.integers(n_tracks)), SCENERY["side_track_fill"]["overhead"])
+    )
     y_lo, y_hi = tracks[0][0] - 3.0, tracks[-1][0] + 3.0
     props = _props_common(rng, y_hi, y_lo, -x_half, x_half, overhead=True)
-    yaw = rng.uniform(0, 2 * np.pi) if rng.random() < 0.6 else rng.choice([0, np.pi / 2]) + rng.normal(0, 0.05)
+    near_axis = rng.random() < r["near_axis_prob"]
+    yaw = rng.choice([0, np.pi / 2]) + rng.normal(0, 0.05) if near_axis else rng.uniform(0, 2 * np.pi)
     tilt = np.deg2rad(rng.uniform(*r["off_nadir_deg"]))
     tilt_az = rng.uniform(0, 2 * np.pi)
     target = (float(rng.normal(0, half * 0.2)), float(rng.normal(0, half * 0.15)), 0.0)
