@@ -107,6 +107,7 @@ VIEW_RANGES = {
         "shallow_angle_deg": (6.0, 25.0),
         "view_angle_deg": (25.0, 90.0),
         "min_lateral_m": 12.0,  # the camera stands at least this far to the side of the main track
+        "target_height_sd": 0.15,  # aim above/below the track, in frame heights: where the train sits in the frame
         "visibility_km_log": (2.0, 40.0),
         "shimmer_px": (0.0, 1.6),
     },

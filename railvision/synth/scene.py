@@ -355,7 +355,7 @@ def ground_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scene:
     target = (
         float(rng.normal(0, field_w * 0.1)),
         y_main,
-        float(2.3 + rng.normal(0, 1.5) + field_w * rng.normal(0, 0.08)),
+        float(2.3 + rng.normal(0, 1.5) + field_w * rng.normal(0, r["target_height_sd"])),  # train off-centre too
     )
     horiz = np.sqrt(max(dist**2 - height**2, 1.0))
     theta = max(theta, float(np.arcsin(min(1.0, r["min_lateral_m"] / horiz))))  # photographers stand off the line
