@@ -637,6 +637,45 @@ def electric(rng: np.random.Generator, length: float) -> np.ndarray:
     return b.array()
 
 
+def steam(rng: np.random.Generator, length: float) -> np.ndarray:
+    """Steam locomotive with its tender: boiler, smokebox and chimney, cab, big driving wheels."""
+    b = MeshBuilder()
+    black = weathered(rng, np.array([0.07, 0.07, 0.07], np.float32), 0.3)
+    red = np.array([0.45, 0.1, 0.08], np.float32)
+    engine = length * 0.62
+    x0 = -length / 2
+    b.box((x0 + engine / 2, 0, 1.3), (engine, 2.6, 0.4), black * 1.3, Mat.METAL)  # frame
+    b.cylinder((x0 + engine * 0.42, 0, 2.9), 0.85, engine * 0.7, black, Mat.METAL, segments=16)  # boiler
+    b.cylinder((x0 + 0.8, 0, 3.85), 0.3, 0.9, black, Mat.METAL, axis="z", segments=10)  # chimney
+    b.cylinder((x0 + engine * 0.45, 0, 3.85), 0.45, 0.6, black, Mat.METAL, axis="z", segments=10)  # dome
+    b.box((x0 + engine * 0.88, 0, 3.2), (engine * 0.22, 3.0, 2.4), black)  # cab
+    for side in (-1, 1):
+        b.box((x0 + engine * 0.88, side * 1.51, 3.6), (0.8, 0.02, 0.7), DARK, Mat.GLASS)
+    drivers = [(x0 + engine * f, y, 0.75) for f in (0.3, 0.48, 0.66) for y in (-0.8, 0.8)]
+    b.cylinder(drivers, 0.75, 0.12, red, Mat.METAL, axis="y", segments=14)
+    tender = length - engine - 0.5
+    b.box((length / 2 - tender / 2, 0, 2.4), (tender, 3.0, 2.6), black)
+    b.box((length / 2 - tender / 2, 0, 3.75), (tender * 0.9, 2.6, 0.15), DARK * 0.5, Mat.TARP)  # coal
+    wheels = [(length / 2 - tender * f, y, 0.5) for f in (0.2, 0.4, 0.6, 0.8) for y in (-0.8, 0.8)]
+    b.cylinder(wheels, 0.5, 0.12, DARK, Mat.METAL, axis="y", segments=10)
+    return b.array()
+
+
+def track_machine(rng: np.random.Generator, length: float) -> np.ndarray:
+    """Yellow or orange track-maintenance machine: cabs at both ends, machinery and a boom between."""
+    b = MeshBuilder()
+    running_gear(b, length, 1.2)
+    colour = weathered(rng, np.array([(0.8, 0.65, 0.1), (0.85, 0.4, 0.1)][rng.integers(2)], np.float32), 0.3)
+    body_len = length - 1.0
+    for end in (-1, 1):
+        cx = end * (body_len / 2 - 1.5)
+        b.box((cx, 0, 2.7), (3.0, 3.0, 2.6), colour)
+        b.box((cx + end * 1.51, 0, 3.3), (0.02, 2.4, 0.9), DARK, Mat.GLASS)
+    b.box((0, 0, 2.0), (body_len - 6.0, 2.6, 1.4), colour * 0.8, Mat.METAL)
+    b.box((0, 0, 3.2), (body_len * 0.45, 0.5, 0.4), colour * 0.9, rot=_rot_y(rng.uniform(-15, 15)))  # boom
+    return b.array()
+
+
 def vehicle_mesh(kind: str, length: float, seed: int, facing: int = 1) -> np.ndarray:
     """Local mesh of one rail vehicle of ``kind`` (see ``params.VEHICLE_KINDS``)."""
     rng = np.random.default_rng(seed)
@@ -651,6 +690,8 @@ def vehicle_mesh(kind: str, length: float, seed: int, facing: int = 1) -> np.nda
         "hopper": lambda: gondola(rng, length, hopper=True),
         "coach": lambda: coach(rng, length),
         "electric": lambda: electric(rng, length),
+        "steam": lambda: steam(rng, length),
+        "track_machine": lambda: track_machine(rng, length),
     }
     if kind in ("2te10", "tem2", "chme3"):
         return diesel(rng, kind, length, facing)

@@ -20,6 +20,8 @@ VEHICLE_KINDS: dict[str, tuple[str, float]] = {
     "flat_container": ("other_railcar", 0.45),
     "coach": ("other_railcar", 0.25),
     "electric": ("other_railcar", 0.15),
+    "steam": ("other_railcar", 0.05),
+    "track_machine": ("other_railcar", 0.08),
 }
 LOCO_KINDS: dict[str, float] = {"2te10": 0.5, "tem2": 0.3, "chme3": 0.2}
 LOCO_COUNT_WEIGHTS = (0.3, 0.45, 0.25)  # P(0, 1, 2 locomotives) at the head of a consist

@@ -163,6 +163,8 @@ def _length(rng: np.random.Generator, kind: str) -> float:
         "hopper": d["hopper_length"],
         "coach": d["coach_length"],
         "electric": (16.5, 20.0),
+        "steam": (22.0, 27.0),
+        "track_machine": (12.0, 20.0),
         "2te10": d["loco_section_length"],
         "tem2": d["shunter_length"],
         "chme3": d["shunter_length"],
