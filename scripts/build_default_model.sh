@@ -5,9 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-N_TRAIN=${N_TRAIN:-1600}
+N_TRAIN=${N_TRAIN:-3000}
 N_TEST=${N_TEST:-300}
-EPOCHS=${EPOCHS:-3}
+EPOCHS=${EPOCHS:-5}
 IMGSZ=${IMGSZ:-512}
 FREEZE=${FREEZE:-10}
 DEVICE=${DEVICE:-auto}
@@ -17,7 +17,7 @@ WEIGHTS=${WEIGHTS:-$([ -f "$PRETRAINED" ] && echo "$PRETRAINED" || echo yolo26n.
 
 # 1. synthetic training data and a separately seeded test set (same seed, same bytes)
 [ -f "$WORK/synth-train/data.yaml" ] ||
-  railvision synth --out "$WORK/synth-train" --n "$N_TRAIN" --seed 1 --imgsz 640 --workers 2 --val-fraction 0.08
+  railvision synth --out "$WORK/synth-train" --n "$N_TRAIN" --seed 1 --imgsz 640 --workers 2 --val-fraction 0.06
 [ -f "$WORK/synth-test/data.yaml" ] ||
   railvision synth --out "$WORK/synth-test" --n "$N_TEST" --seed 1001 --imgsz 640 --workers 2 --val-fraction 1.0
 
