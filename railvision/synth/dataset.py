@@ -241,8 +241,7 @@ def _write_meta(cfg: SynthConfig, records: list[dict]) -> dict:
     import yaml
 
     out = cfg.out
-    data = {
-        "path": str(out.resolve()),
+    data = {  # no "path": Ultralytics and our readers then resolve against this file, so the folder can move
         "train": "images/train",
         "val": "images/val",
         "names": dict(enumerate(CLASS_NAMES)),
