@@ -12,7 +12,6 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -166,11 +165,12 @@ def _init_worker(cfg: SynthConfig, threads: int) -> None:
     _GENERATOR = Generator(cfg)
 
 
-def _release_worker() -> None:
-    global _GENERATOR
-    if _GENERATOR is not None:
-        _GENERATOR.renderer.release()
-        _GENERATOR = None
+def _gl_problem() -> str | None:
+    try:
+        gl_context().release()
+    except SynthError as exc:
+        return str(exc)
+    return None
 
 
 def _write_one(index: int) -> dict:
@@ -329,22 +329,19 @@ def generate(
     """Write the whole dataset; returns the stats. Identical bytes for any ``workers``."""
     if cfg.n <= 0:
         raise SynthError("--n must be a positive number of images")
-    gl_context().release()  # fail here, clearly, rather than in every worker
+    # Rendering happens only in spawned workers, never in the caller: Mesa's software GL driver loads its
+    # own LLVM, which crashes a later torch/Triton import in the same process (e.g. `train --synthetic`).
+    spawn = mp.get_context("spawn")
+    with spawn.Pool(1) as probe:  # fail here, clearly, rather than in every worker
+        if problem := probe.apply(_gl_problem):
+            raise SynthError(problem)
     prepare_out(cfg.out, overwrite)
     records: list[dict] = []
     start = time.monotonic()
     last = start
-    with ExitStack() as stack:
-        if workers <= 1:
-            _init_worker(cfg, threads=max(1, os.cpu_count() or 1))
-            stack.callback(_release_worker)
-            results = map(_write_one, range(cfg.n))
-        else:
-            threads = max(1, (os.cpu_count() or 1) // workers)
-            pool = stack.enter_context(
-                mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(cfg, threads))
-            )
-            results = pool.imap(_write_one, range(cfg.n), chunksize=1)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with spawn.Pool(workers, initializer=_init_worker, initargs=(cfg, threads)) as pool:
+        results = pool.imap(_write_one, range(cfg.n), chunksize=1)
         for rec in results:
             records.append(rec)
             now = time.monotonic()
