@@ -10,6 +10,7 @@ inside the functions that train.
 from __future__ import annotations
 
 import importlib.util
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,14 @@ class TrainConfig:
     freeze: int = 0  # first N layers kept as they are: faster, and safer on small data
     val: bool = True  # validate after every epoch (the last epoch is always validated)
     extra: dict[str, Any] = field(default_factory=dict)  # passed through to Ultralytics unchanged
+
+
+def use_all_cores(trainer: Any) -> None:
+    """Ultralytics trains on ``cpu_count - 1`` torch threads with no loader workers: one core of two here."""
+    if trainer.device.type == "cpu":
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
 
 
 def short_run_schedule(epochs: int) -> dict[str, float]:
@@ -180,6 +189,7 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
 
     device = resolve_device(cfg.device)
     model = YOLO(weights)
+    model.add_callback("on_train_start", use_all_cores)
     start = time.perf_counter()
     if cfg.resume:
         model.train(resume=True, device=device, workers=cfg.workers)

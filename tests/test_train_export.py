@@ -25,6 +25,24 @@ def test_training_writes_weights(tiny_weights: Path) -> None:
     assert (tiny_weights.parent.parent / "results.csv").is_file()
 
 
+def test_cpu_training_uses_every_core(monkeypatch) -> None:
+    import os
+    from types import SimpleNamespace
+
+    import torch
+
+    from railvision.train import use_all_cores
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # what Ultralytics leaves on a 2-core machine (cpu_count - 1)
+    try:
+        use_all_cores(SimpleNamespace(device=torch.device("cpu")))
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_domain_augmentations_build_and_serialise() -> None:
     import albumentations as A
 
