@@ -84,7 +84,7 @@ def main() -> None:
     print(f"(a) engine path        {engine_ms:8.1f} ms/image")
     print(f"(b) bare session.run   {bare_ms:8.1f} ms/image")
     print(f"(c) ultralytics        {ultra_ms:8.1f} ms/image  (its predict defaults)")
-    print(f"    ultralytics rect   {ultra_rect_ms:8.1f} ms/image  (rect=True stated: YOLO.predict already defaults to it)")
+    print(f"    ultralytics rect   {ultra_rect_ms:8.1f} ms/image  (rect=True stated: the default anyway)")
     print(f"    (Ultralytics ran torch on {torch_threads} thread(s); onnxruntime on its default, all cores)")
     print(f"(a)/(b) = {result['engine_over_session']:.3f}  (goal <= 1.15)")
     print(f"(c)/(a) = {result['ultralytics_over_engine']:.3f}  (goal >= 1.5)")
