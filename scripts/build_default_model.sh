@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuilds the shipped default model models/railvision-n.{pt,onnx} from nothing but this repo
 # (and ../shared/pretrained when present). The recipe and its figures are in models/railvision-n.md.
-# Override the sizes for a GPU run, e.g.: N_TRAIN=20000 EPOCHS=60 IMGSZ=640 FREEZE=0 DEVICE=0 scripts/build_default_model.sh
+# Override the sizes for a GPU run, e.g.: N_TRAIN=20000 EPOCHS=60 EXTRA_EPOCHS=0 IMGSZ=640 FREEZE=0 DEVICE=0 scripts/build_default_model.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,7 @@ N_TEST=${N_TEST:-300}
 EPOCHS=${EPOCHS:-5}
 IMGSZ=${IMGSZ:-512}
 FREEZE=${FREEZE:-10}
+EXTRA_EPOCHS=${EXTRA_EPOCHS:-2}  # the shipped CPU model: a second, fresh-schedule run from the first one's best
 DEVICE=${DEVICE:-auto}
 WORK=${WORK:-runs/default-model}
 PRETRAINED=../shared/pretrained/yolo26n-coco-partial.pt
@@ -27,9 +28,18 @@ railvision train --data "$WORK/synth-train/data.yaml" --weights "$WEIGHTS" --epo
   --batch 16 --device "$DEVICE" --augment mixed --seed 0 --freeze "$FREEZE" --no-val --workers 2 \
   --project "$WORK" --name train 2>&1 | tee "$WORK/train.log"
 
+BEST="$WORK/train/weights/best.pt"
+if [ "$EXTRA_EPOCHS" -gt 0 ]; then
+  rm -rf "$WORK/train2"
+  railvision train --data "$WORK/synth-train/data.yaml" --weights "$BEST" --epochs "$EXTRA_EPOCHS" --imgsz "$IMGSZ" \
+    --batch 16 --device "$DEVICE" --augment mixed --seed 0 --freeze "$FREEZE" --no-val --workers 2 \
+    --project "$WORK" --name train2 2>&1 | tee "$WORK/train2.log"
+  BEST="$WORK/train2/weights/best.pt"
+fi
+
 # 3. ship: the .pt for users' fine-tuning, the ONNX (end-to-end head, dynamic shapes) for the engine
 mkdir -p models
-cp "$WORK/train/weights/best.pt" models/railvision-n.pt
+cp "$BEST" models/railvision-n.pt
 railvision export --weights models/railvision-n.pt --imgsz "$IMGSZ" --dynamic --head end2end \
   --out models/railvision-n.onnx --calib "$WORK/synth-test/images/val"
 
