@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from fresh_python import TORCH_ABSENT, run_cli
 from toy_models import BLUE_CLASS, RED_CLASS
 
 from railvision import Detections, Detector, DeviceUnavailableError, ModelError
@@ -170,12 +171,8 @@ def test_inference_path_never_imports_torch(oracle_model, tmp_path, make_scene):
     import cv2
 
     cv2.imwrite(str(tmp_path / "a.jpg"), make_scene(red=(10, 10, 100, 100)))
-    code = (
-        "import sys, railvision; from railvision.cli import main;"
-        f"rc = main(['detect', r'{tmp_path / 'a.jpg'}', '--model', r'{oracle_model}', '--tile', 'on']);"
-        "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    argv = ["detect", str(tmp_path / "a.jpg"), "--model", str(oracle_model), "--tile", "on"]
+    done = run_cli(argv, TORCH_ABSENT)
     assert done.returncode == 0, done.stderr
     assert "tank_car" in done.stdout
 

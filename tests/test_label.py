@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import scene
+from fresh_python import TORCH_ABSENT, run_cli
 
 from railvision.cli import main
 from railvision.engine import Detector
@@ -291,11 +292,8 @@ def cli(archive: Path, out: Path, model: Path, *extra: str) -> list[str]:
 
 def test_labelling_path_never_imports_torch(archive: Path, tmp_path: Path, oracle_model: Path) -> None:
     argv = ["label", str(archive), "--out", str(tmp_path / "out"), "--model", str(oracle_model), "--report"]
-    code = (
-        f"import sys; from railvision.cli import main; rc = main({argv!r}); "
-        "assert rc == 0, rc; assert 'torch' not in sys.modules, 'torch imported'"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    done = run_cli(argv, TORCH_ABSENT)
+    assert done.returncode == 0, done.stderr
 
 
 def test_killed_runs_finish_identical_to_an_uninterrupted_run(tmp_path: Path, oracle_model: Path) -> None:

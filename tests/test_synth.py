@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from fresh_python import GL_ABSENT, run_cli
 
 from railvision.cli import main
 from railvision.synth.dataset import Generator, SynthConfig, generate, labels_from_render, mask_boxes
@@ -101,12 +100,7 @@ def test_labels_tight_against_instance_mask(tmp_path: Path) -> None:
 
 def test_rendering_never_loads_gl_into_the_caller(tmp_path: Path) -> None:
     # Mesa's LLVM in this process would crash a later torch import (train --synthetic does both).
-    code = (
-        "import sys; from railvision.cli import main;"
-        f"assert main(['synth', '--out', r'{tmp_path / 'd'}', '--n', '2', '--imgsz', '128']) == 0;"
-        "maps = open('/proc/self/maps').read(); assert 'libEGL' not in maps and 'LLVM' not in maps, 'GL loaded'"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    done = run_cli(["synth", "--out", str(tmp_path / "d"), "--n", "2", "--imgsz", "128"], GL_ABSENT)
     assert done.returncode == 0, done.stderr
 
 
