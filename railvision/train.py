@@ -71,6 +71,7 @@ class TrainConfig:
     workers: int = 4
     freeze: int = 0  # first N layers kept as they are: faster, and safer on small data
     val: bool = True  # validate after every epoch (the last epoch is always validated)
+    hours: float | None = None  # wall-clock budget: Ultralytics refits the epoch count and LR schedule to it
     extra: dict[str, Any] = field(default_factory=dict)  # passed through to Ultralytics unchanged
 
 
@@ -208,6 +209,7 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
             augmentations=domain_augmentations(cfg.augment) or None,
             freeze=cfg.freeze or None,
             val=cfg.val,
+            **({"time": cfg.hours} if cfg.hours else {}),
             **(short_run_schedule(cfg.epochs) | cfg.extra),
         )
     seconds = time.perf_counter() - start

@@ -25,6 +25,27 @@ def test_training_writes_weights(tiny_weights: Path) -> None:
     assert (tiny_weights.parent.parent / "results.csv").is_file()
 
 
+def test_hours_budget_cuts_the_run_short(tiny_dataset: Path, tmp_path: Path) -> None:
+    from railvision.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        data=tiny_dataset,
+        weights="yolo26n.yaml",
+        epochs=50,
+        hours=2 / 3600,
+        imgsz=64,
+        batch=8,
+        device="cpu",
+        workers=0,
+        project=tmp_path,
+        name="budget",
+    )
+    result = train(cfg)
+    epochs_run = len((result.save_dir / "results.csv").read_text().splitlines()) - 1
+    assert result.last.is_file() and 1 <= epochs_run < 50
+    assert result.seconds < 120
+
+
 def test_cpu_training_uses_every_core(monkeypatch) -> None:
     import os
     from types import SimpleNamespace

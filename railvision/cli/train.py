@@ -19,7 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"start checkpoint (.pt), Ultralytics model name or .yaml; default {SHIPPED_WEIGHTS} if present, "
         f"else {PRETRAINED_WEIGHTS} if present, else yolo26n.yaml from scratch",
     )
-    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--epochs", type=int, default=100, help="epochs (with --hours: the first estimate)")
+    parser.add_argument(
+        "--hours",
+        type=float,
+        help="stop after this many hours, with the epoch count and LR schedule refitted to fit (CPU runs)",
+    )
     parser.add_argument("--imgsz", type=int, default=640, help="square training size in pixels")
     parser.add_argument("--batch", type=int, default=16, help="batch size (-1: Ultralytics auto on CUDA)")
     parser.add_argument("--device", default="auto", help="auto, cpu, 0, 0,1 ...")
