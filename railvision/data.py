@@ -14,6 +14,7 @@ Training cannot use ignore regions: Ultralytics sees them as background.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import random
 import shutil
@@ -22,6 +23,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
 
@@ -262,14 +264,33 @@ def _find_images(images_dir: Path) -> dict[str, Path]:
 
 
 def _locate(name: str, index: dict[str, Path]) -> Path | None:
-    base = name.replace("\\", "/").split("?")[0]
-    for key in (base, base.rsplit("/", 1)[-1]):
-        if key in index:
-            return index[key]
+    """The image a tool's reference names: a relative path, a bare name, a URL path, or a Label Studio
+    local-files URL (``/data/local-files/?d=folder/a%201.jpg``)."""
+    raw = name.replace("\\", "/")
+    url = urlsplit(raw)
+    base = parse_qs(url.query).get("d", [unquote(url.path)])[0]
+    for candidate in (raw, base):  # raw first: a file name may hold "#" or "?"
+        parts = candidate.strip("/").split("/")
+        for key in ("/".join(parts[i:]) for i in range(len(parts))):  # longest matching tail first
+            if key in index:
+                return index[key]
     # Label Studio uploads are stored as "<8 hex>-<original name>"
     stem = base.rsplit("/", 1)[-1]
     prefix, _, rest = stem.partition("-")
     return index.get(rest) if len(prefix) == 8 and rest else None
+
+
+def _unique_name(rel: Path, taken: set[str]) -> Path:
+    """Where an imported photo goes under its split: its own folders and name, renamed (``a.png`` ->
+    ``a_png.png``) only where another photo would share its label file (same name but for the extension)."""
+    tag = f"{rel.stem}_{rel.suffix[1:]}"
+    numbered = (rel.with_stem(f"{tag}_{k}") for k in itertools.count(2))
+    for candidate in itertools.chain([rel, rel.with_stem(tag)], numbered):
+        key = candidate.with_suffix("").as_posix().casefold()
+        if key not in taken:
+            taken.add(key)
+            return candidate
+    raise AssertionError("unreachable: the numbered names never run out")
 
 
 def _yolo_lines(rows: Iterable[tuple[str, Box]], width: int, height: int) -> list[str]:
@@ -322,6 +343,7 @@ def import_dataset(
     index = _find_images(images_dir)
     rng = random.Random(seed)
     report = ImportReport(out / "data.yaml", Counter(), Counter(), 0, [])
+    taken: set[str] = set()
     for item in items:
         image = _locate(item.name, index)
         if image is None:
@@ -331,7 +353,7 @@ def import_dataset(
         if not width or not height:
             height, width = load_image(image).shape[:2]
         split = "val" if rng.random() < val_fraction else "train"
-        target = out / "images" / split / image.name
+        target = out / "images" / split / _unique_name(image.relative_to(images_dir), taken)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(image, target)
         report.images[split] += 1

@@ -13,9 +13,12 @@ import json
 import os
 import tempfile
 import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from railvision.detections import Detections
 
@@ -72,9 +75,21 @@ def _json(data: Any) -> str:
     return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
 
 
-def yolo_path(rel: str) -> str:
-    """YOLO label file of a photo, mirroring the archive's folders."""
-    return PurePosixPath(rel).with_suffix(".txt").as_posix()
+def output_stems(rels: Iterable[str]) -> dict[str, str]:
+    """Each photo's per-photo output name (YOLO txt, annotated copy) without suffix, mirroring the folders.
+
+    ``a/b.jpg`` gives ``a/b``. Photos that differ only in extension (``b.jpg``, ``b.png``; compared
+    case-blind, for case-insensitive disks) keep it instead (``a/b.jpg``, ``a/b.png``), so that no
+    photo's labels overwrite another's.
+    """
+    stems = {rel: PurePosixPath(rel).with_suffix("").as_posix() for rel in rels}
+    seen = Counter(stem.casefold() for stem in stems.values())
+    return {rel: rel if seen[stem.casefold()] > 1 else stem for rel, stem in stems.items()}
+
+
+def shared_stems(stems: dict[str, str]) -> list[str]:
+    """The photos whose outputs keep their extension because another photo has the same name."""
+    return [rel for rel, stem in stems.items() if stem == rel and PurePosixPath(rel).suffix]
 
 
 def yolo_txt(detections: Detections) -> str:
@@ -144,8 +159,12 @@ def skipped_csv(results: Results) -> str:
     return _csv(["path", "reason"], ([s.rel, s.reason] for s in results.skipped))
 
 
-def labelstudio_json(results: Results) -> str:
-    """Label Studio tasks with pre-annotations (``predictions``) of ``rectanglelabels`` in percent."""
+def labelstudio_json(results: Results, url_prefix: str = "") -> str:
+    """Label Studio tasks with pre-annotations (``predictions``) of ``rectanglelabels`` in percent.
+
+    ``data.image`` is the photo's archive path, or ``url_prefix`` + the URL-quoted path, e.g.
+    ``/data/local-files/?d=archive/`` for Label Studio's local file storage.
+    """
     tasks = []
     for image in results.labelled:
         width, height = image.detections.image_size
@@ -172,12 +191,14 @@ def labelstudio_json(results: Results) -> str:
         ]
         score = max((r["score"] for r in regions), default=0.0)
         prediction = {"model_version": results.model_name, "score": score, "result": regions}
-        tasks.append({"data": {"image": image.path}, "predictions": [prediction]})
+        source = url_prefix + quote(image.path) if url_prefix else image.path
+        tasks.append({"data": {"image": source}, "predictions": [prediction]})
     return _json(tasks)
 
 
 def cvat_xml(results: Results) -> str:
-    """CVAT for images 1.1 annotations: one ``<image>`` per photo, one ``<box>`` per detection."""
+    """CVAT for images 1.1 annotations: one ``<image>`` per photo, one ``<box>`` per detection, its
+    confidence kept as the read-only number attribute ``score`` (0 to 1) that each label declares."""
     root = ET.Element("annotations")
     ET.SubElement(root, "version").text = "1.1"
     labels = ET.SubElement(ET.SubElement(ET.SubElement(root, "meta"), "task"), "labels")
@@ -185,15 +206,21 @@ def cvat_xml(results: Results) -> str:
         label = ET.SubElement(labels, "label")
         ET.SubElement(label, "name").text = name
         ET.SubElement(label, "type").text = "rectangle"
+        score = ET.SubElement(ET.SubElement(label, "attributes"), "attribute")
+        for key, value in (("name", "score"), ("mutable", "False"), ("input_type", "number")):
+            ET.SubElement(score, key).text = value
+        ET.SubElement(score, "default_value").text = "0"
+        ET.SubElement(score, "values").text = "0\n1\n0.0001"  # CVAT's number range: min, max, step
     for index, image in enumerate(results.labelled):
         width, height = image.detections.image_size
         node = ET.SubElement(
             root, "image", {"id": str(index), "name": image.path, "width": str(width), "height": str(height)}
         )
-        for (x1, y1, x2, y2), _, _, name in _boxes(image):
+        for (x1, y1, x2, y2), conf, _, name in _boxes(image):
             corners = {"xtl": x1, "ytl": y1, "xbr": x2, "ybr": y2}
             attributes = {"label": name, "source": "auto", "occluded": "0", "z_order": "0"}
-            ET.SubElement(node, "box", attributes | {k: f"{v:.2f}" for k, v in corners.items()})
+            box = ET.SubElement(node, "box", attributes | {k: f"{v:.2f}" for k, v in corners.items()})
+            ET.SubElement(box, "attribute", {"name": "score"}).text = f"{conf:.4f}"
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
@@ -235,7 +262,9 @@ def geojson(results: Results) -> str:
     return _json({"type": "FeatureCollection", "features": features})
 
 
-def write_outputs(out: Path, results: Results, formats: Iterable[str] = FORMATS) -> None:
+def write_outputs(
+    out: Path, results: Results, formats: Iterable[str] = FORMATS, *, labelstudio_prefix: str = ""
+) -> None:
     """(Re)write every chosen output from the saved results; errors.csv and skipped.csv always."""
     chosen = set(formats)
     files: dict[str, Any] = {"errors.csv": errors_csv, "skipped.csv": skipped_csv}
@@ -244,7 +273,7 @@ def write_outputs(out: Path, results: Results, formats: Iterable[str] = FORMATS)
     if "csv" in chosen:
         files |= {"detections.csv": detections_csv, "counts.csv": counts_csv}
     if "labelstudio" in chosen:
-        files["labelstudio.json"] = labelstudio_json
+        files["labelstudio.json"] = partial(labelstudio_json, url_prefix=labelstudio_prefix)
     if "cvat" in chosen:
         files["cvat.xml"] = cvat_xml
     if "geojson" in chosen:
@@ -254,7 +283,8 @@ def write_outputs(out: Path, results: Results, formats: Iterable[str] = FORMATS)
     for temp in out.glob(f"{TEMP_PREFIX}*"):  # left by a run killed mid-write
         temp.unlink()
     if "yolo" in chosen:
-        labels = {out / "yolo" / yolo_path(image.path): yolo_txt(image.detections) for image in results.labelled}
+        stems = output_stems(results.paths())
+        labels = {out / "yolo" / f"{stems[image.path]}.txt": yolo_txt(image.detections) for image in results.labelled}
         for path, text in labels.items():
             write_atomic(path, text)
         prune(out / "yolo", set(labels))

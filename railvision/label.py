@@ -28,7 +28,7 @@ from railvision.detections import Detections
 from railvision.draw import draw_detections
 from railvision.engine import Detector, Letterbox
 from railvision.errors import ImageError
-from railvision.formats import FORMATS, prune, write_atomic, write_outputs
+from railvision.formats import FORMATS, output_stems, prune, shared_stems, write_atomic, write_outputs
 from railvision.images import IMAGE_SUFFIXES, decode, encode_jpeg
 
 STATE_FILE = "state.sqlite"
@@ -112,6 +112,10 @@ class Results:
     skipped: list[Skipped] = field(default_factory=list)
     class_names: tuple[str, ...] = ()
     model_name: str = ""
+
+    def paths(self) -> list[str]:
+        """Every photo labelled or failed: what the per-photo output names are chosen among."""
+        return [image.path for image in self.labelled] + [image.path for image in self.failed]
 
 
 # ---------------------------------------------------------------- scanning
@@ -323,8 +327,8 @@ def settings_key(options: LabelOptions, detector: Detector) -> dict[str, Any]:
     }
 
 
-def annotated_path(out: Path, rel: str) -> Path:
-    return (out / "annotated" / rel).with_suffix(".jpg")
+def annotated_path(out: Path, stem: str) -> Path:
+    return out / "annotated" / f"{stem}.jpg"
 
 
 @dataclass(slots=True)
@@ -337,6 +341,7 @@ class Summary:
     per_class: dict[str, int]
     wall_s: float
     restarted: bool
+    shared_names: list[str] = field(default_factory=list)  # photos whose outputs keep their extension
 
     def lines(self) -> list[str]:
         per_class = ", ".join(f"{name} {n}" for name, n in self.per_class.items())
@@ -345,7 +350,14 @@ class Summary:
             f"{self.skipped} files skipped; {self.processed} processed in this run",
             f"detections: {sum(self.per_class.values())} ({per_class})",
             f"wall time {self.wall_s:.1f} s ({self.processed / max(self.wall_s, 1e-9):.1f} images/s)",
-        ]
+        ] + (
+            [
+                f"note: {len(self.shared_names)} photos share a name but for the extension (e.g. "
+                f"{self.shared_names[0]}): their YOLO labels and annotated copies keep it (name.jpg.txt)"
+            ]
+            if self.shared_names
+            else []
+        )
 
 
 def label_archive(
@@ -357,6 +369,7 @@ def label_archive(
     report: bool = False,
     engine: str = "local",
     ray_address: str | None = None,
+    labelstudio_prefix: str = "",
     on_start: Callable[[int], None] = lambda pending: None,
     on_batch: Callable[[int], None] = lambda done: None,
 ) -> Summary:
@@ -373,6 +386,7 @@ def label_archive(
         raise ValueError(f"unknown format(s) {', '.join(sorted(unknown))}; choose from {', '.join(FORMATS)}")
     out.mkdir(parents=True, exist_ok=True)
     files, skipped = scan_archive(root)
+    stems = output_stems(f.rel for f in files)
     detector = open_detector(options)
     state = State(out / STATE_FILE, settings_key(options, detector))
     try:
@@ -387,16 +401,16 @@ def label_archive(
         for outcomes in batches:
             for outcome in outcomes:
                 if outcome.annotated is not None:
-                    write_atomic(annotated_path(out, outcome.file.rel), outcome.annotated)
+                    write_atomic(annotated_path(out, stems[outcome.file.rel]), outcome.annotated)
             state.record(outcomes)
             on_batch(len(outcomes))
         labelled, failed = state.results(files, detector.class_names)
     finally:
         state.close()
     results = Results(labelled, failed, skipped, detector.class_names, detector.model_path.name)
-    write_outputs(out, results, formats)
+    write_outputs(out, results, formats, labelstudio_prefix=labelstudio_prefix)
     if options.annotated:
-        prune(out / "annotated", {annotated_path(out, image.path) for image in labelled})
+        prune(out / "annotated", {annotated_path(out, stems[image.path]) for image in labelled})
     if report:
         from railvision.report import write_report
 
@@ -407,5 +421,5 @@ def label_archive(
             per_class[name] += n
     return Summary(
         len(files), len(pending), len(labelled), len(failed), len(skipped), per_class,
-        time.perf_counter() - start, state.restarted,
+        time.perf_counter() - start, state.restarted, shared_stems(stems),
     )  # fmt: skip

@@ -195,16 +195,24 @@ def test_every_format_matches_the_engine(archive: Path, tmp_path: Path, oracle_m
         found[task["data"]["image"]] = boxes
     check(found)
 
-    # CVAT for images 1.1
+    # CVAT for images 1.1, the confidence as each label's declared "score" attribute
     root = ET.parse(out / "cvat.xml").getroot()
     assert root.tag == "annotations" and root.findtext("version") == "1.1"
+    declared = {label.findtext("name"): label.findtext("attributes/attribute/name") for label in root.iter("label")}
+    assert declared == dict.fromkeys(CLASS_NAMES, "score")
     found = {
         image.get("name"): [
-            (b.get("label"), [float(b.get(k)) for k in ("xtl", "ytl", "xbr", "ybr")], 0.0) for b in image.iter("box")
+            (
+                b.get("label"),
+                [float(b.get(k)) for k in ("xtl", "ytl", "xbr", "ybr")],
+                float(b.find("attribute[@name='score']").text),
+            )
+            for b in image.iter("box")
         ]
         for image in root.iter("image")
     }
     check(found)
+    assert [c for _, _, c in found["2021/border-a/red.png"]] == [1.0]
 
     # GeoJSON: pixel coordinates (flagged) for plain photos, lon/lat for the GeoTIFF
     features = json.loads((out / "detections.geojson").read_text())["features"]
@@ -284,6 +292,36 @@ def test_format_selection_and_bad_arguments(archive: Path, tmp_path: Path, oracl
         label(archive, out, oracle_model, "--format", "yolo,pascal")
     assert label(archive, archive / "out", oracle_model) == 2  # never writes into the archive
     assert not (archive / "out").exists()
+
+
+def test_photos_differing_only_in_extension_keep_separate_outputs(tmp_path: Path, oracle_model: Path, capsys) -> None:
+    archive = tmp_path / "archive"
+    (archive / "cam 1").mkdir(parents=True)
+    cv2.imwrite(str(archive / "cam 1" / "a.png"), scene(640, 480, red=(100, 120, 299, 219)))
+    cv2.imwrite(str(archive / "cam 1" / "a.jpg"), scene(640, 480, blue=(200, 100, 400, 300)))
+    cv2.imwrite(str(archive / "cam 1" / "b.png"), scene(640, 480))
+    out = tmp_path / "out"
+    assert label(archive, out, oracle_model, "--annotated", "--labelstudio-prefix", "/data/local-files/?d=arc/") == 0
+    assert "2 photos share a name but for the extension" in capsys.readouterr().out
+    yolo = {p.relative_to(out / "yolo").as_posix(): p.read_text() for p in (out / "yolo").rglob("*.txt")}
+    assert sorted(yolo) == ["cam 1/a.jpg.txt", "cam 1/a.png.txt", "cam 1/b.txt"]
+    assert yolo["cam 1/a.png.txt"].startswith(f"{CLASS_NAMES.index('tank_car')} ")
+    assert yolo["cam 1/a.jpg.txt"].startswith(f"{CLASS_NAMES.index('closed_wagon')} ")
+    annotated = sorted(p.relative_to(out / "annotated").as_posix() for p in (out / "annotated").rglob("*.jpg"))
+    assert annotated == ["cam 1/a.jpg.jpg", "cam 1/a.png.jpg", "cam 1/b.jpg"]
+    tasks = json.loads((out / "labelstudio.json").read_text())
+    assert sorted(t["data"]["image"] for t in tasks) == [
+        "/data/local-files/?d=arc/cam%201/a.jpg", "/data/local-files/?d=arc/cam%201/a.png",
+        "/data/local-files/?d=arc/cam%201/b.png",
+    ]  # fmt: skip
+    # and back: the prefixed tasks import against the archive, each box to its own photo
+    back = tmp_path / "back"
+    assert main(["data", "import", "--format", "labelstudio", str(out / "labelstudio.json"),
+                 "--images", str(archive), "--out", str(back), "--val-fraction", "0"]) == 0  # fmt: skip
+    copied = sorted(p.relative_to(back / "images" / "train").as_posix() for p in (back / "images").rglob("*.*"))
+    assert copied == ["cam 1/a.jpg", "cam 1/a_png.png", "cam 1/b.png"]  # folders kept, one label file each
+    imported = sorted(p.read_text().split()[0] for p in (back / "labels").rglob("*.txt") if p.read_text())
+    assert imported == sorted(str(CLASS_NAMES.index(n)) for n in ("tank_car", "closed_wagon"))
 
 
 def cli(archive: Path, out: Path, model: Path, *extra: str) -> list[str]:

@@ -37,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=8, help="images per inference batch (default 8)")
     parser.add_argument("--annotated", action="store_true", help="also write copies with boxes drawn (OUT/annotated)")
     parser.add_argument("--report", action="store_true", help="write a self-contained OUT/report.html")
+    parser.add_argument(
+        "--labelstudio-prefix",
+        default="",
+        metavar="URL",
+        help="put before each photo's path in labelstudio.json, e.g. /data/local-files/?d=archive/ "
+        "(default: the bare path relative to the archive)",
+    )
     parser.add_argument("--engine", choices=["local", "ray"], default="local", help="where to run (default local)")
     parser.add_argument("--ray-address", default=None, help="Ray cluster to join (default: a local instance)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -83,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
         summary = label_archive(
             args.archive, args.out, options, formats=args.format, report=args.report, engine=args.engine,
-            ray_address=args.ray_address, on_start=progress.start, on_batch=progress.update,
+            ray_address=args.ray_address, labelstudio_prefix=args.labelstudio_prefix,
+            on_start=progress.start, on_batch=progress.update,
         )  # fmt: skip
     except KeyboardInterrupt:
         progress.close()
