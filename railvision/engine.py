@@ -30,10 +30,23 @@ from railvision.taxonomy import CLASS_NAMES, parse_class_filter
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = MODELS_DIR / "railvision-n.onnx"
 PAD_VALUE = 114  # Ultralytics' letterbox grey
+DEFAULT_CONF = 0.25  # for models that carry no threshold of their own (metadata "conf", see recommended_conf)
 MAX_NMS = 30000  # candidates kept before NMS, as Ultralytics
 CLASS_OFFSET = 7680  # per-class box offset that makes one NMS class-aware, as Ultralytics
 
 Tile = Literal["auto", "on", "off"]
+
+
+def recommended_conf(metadata: dict[str, str]) -> float:
+    """A model's default confidence threshold: the one ``railvision eval --set-default-conf`` measured
+    to count best on held-out data (metadata ``conf``), else ``DEFAULT_CONF``."""
+    return float(metadata.get("conf", DEFAULT_CONF))
+
+
+def read_metadata(model_path: str | os.PathLike) -> dict[str, str]:
+    """An ONNX model's ``metadata_props`` (loads the model once on the CPU)."""
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    return dict(session.get_modelmeta().custom_metadata_map)
 
 
 def default_model_path() -> Path:
@@ -163,7 +176,7 @@ class Detector:
         self,
         model_path: str | os.PathLike | None = None,
         device: str = "auto",
-        conf: float = 0.25,
+        conf: float | None = None,
         iou: float = 0.7,
         imgsz: int | None = None,
         threads: int | None = None,
@@ -176,12 +189,14 @@ class Detector:
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
         if not self.model_path.is_file():
             raise ModelError(f"model not found: {self.model_path}")
-        self.conf, self.iou, self.max_det, self.max_pixels = conf, iou, max_det, max_pixels
-        self._check_thresholds(conf, iou, max_det)
+        self._check_thresholds(DEFAULT_CONF if conf is None else conf, iou, max_det)
         self.session = self._open_session(device, threads, spinning)
         self.provider = self.session.get_providers()[0]
         meta = self.session.get_modelmeta().custom_metadata_map
         self.metadata: dict[str, str] = dict(meta)
+        self.conf = recommended_conf(self.metadata) if conf is None else conf
+        self.iou, self.max_det, self.max_pixels = iou, max_det, max_pixels
+        self._check_thresholds(self.conf, iou, max_det)
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
         self.input_dtype = np.float16 if model_input.type == "tensor(float16)" else np.float32

@@ -20,12 +20,14 @@ import numpy as np
 
 from railvision.data import IGNORE, ignore_path, label_path, load_dataset, read_label_lines, read_views
 from railvision.detections import Detections
+from railvision.engine import DEFAULT_CONF, read_metadata, recommended_conf
 from railvision.export import box_iou, ultralytics_predict
 from railvision.images import load_image
 
 MATCH_IOU = 0.5
 IGNORE_IOA = 0.5
 AP_CONF = 0.001  # AP needs the whole ranking, not only what passes the chosen confidence
+SWEEP_CONFS = np.round(np.arange(0.05, 0.951, 0.01), 2)  # thresholds tried for the counting-error curve
 ALL = "all"
 
 
@@ -205,10 +207,11 @@ def _num(value: float) -> float | None:
     return None if np.isnan(value) else round(float(value), 5)
 
 
-def group_metrics(truths: list[Truth], dets: list[Detections], nc: int, conf: float) -> GroupMetrics:
-    """All metrics for one group of images; ``dets`` are the low-threshold detections used for AP."""
-    precision_table = coco_precision(truths, dets, nc)
-    ap50, ap = class_ap(precision_table)
+def at_conf(
+    truths: list[Truth], dets: list[Detections], nc: int, conf: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Confusion matrix, per-class mean |predicted - true| count per image, and per-class instances, of
+    the detections at or above ``conf`` that lie outside the ignore regions."""
     matrix = np.zeros((nc + 1, nc + 1), dtype=np.int64)
     count_error = np.zeros(nc)
     instances = np.zeros(nc, dtype=np.int64)
@@ -218,6 +221,53 @@ def group_metrics(truths: list[Truth], dets: list[Detections], nc: int, conf: fl
         true_counts = np.bincount(truth.class_id, minlength=nc)
         count_error += np.abs(np.bincount(kept.class_id, minlength=nc) - true_counts)
         instances += true_counts
+    return matrix, count_error / max(len(truths), 1), instances
+
+
+def f1_score(matrix: np.ndarray) -> float:
+    """Class-aware F1 over all boxes (micro average) from a confusion matrix with a background row/column."""
+    tp = np.trace(matrix[:-1, :-1])
+    predicted, true = matrix[:-1].sum(), matrix[:, :-1].sum()
+    return float(2 * tp / (predicted + true)) if predicted + true else 1.0
+
+
+@dataclass
+class ConfSweep:
+    """Counting error and F1 over confidence thresholds: what ``--set-default-conf`` chooses from."""
+
+    conf: np.ndarray
+    count_error: np.ndarray  # mean over classes, as in GroupMetrics.summary
+    f1: np.ndarray
+
+    def best(self) -> float:
+        """The threshold with the lowest counting error; ties go to the higher F1, then to the middle one."""
+        lowest = np.flatnonzero(np.isclose(self.count_error, self.count_error.min()))
+        tied = lowest[np.isclose(self.f1[lowest], self.f1[lowest].max())]
+        return float(self.conf[tied[len(tied) // 2]])
+
+    def to_dict(self) -> dict:
+        return {
+            "conf": self.conf.tolist(),
+            "count_error": [_num(v) for v in self.count_error],
+            "f1": [_num(v) for v in self.f1],
+            "best_count_conf": self.best(),
+        }
+
+
+def conf_sweep(truths: list[Truth], dets: list[Detections], nc: int, confs: np.ndarray = SWEEP_CONFS) -> ConfSweep:
+    errors, f1 = [], []
+    for conf in confs:
+        matrix, count_error, _ = at_conf(truths, dets, nc, float(conf))
+        errors.append(count_error.mean())
+        f1.append(f1_score(matrix))
+    return ConfSweep(np.asarray(confs, dtype=np.float64), np.array(errors), np.array(f1))
+
+
+def group_metrics(truths: list[Truth], dets: list[Detections], nc: int, conf: float) -> GroupMetrics:
+    """All metrics for one group of images; ``dets`` are the low-threshold detections used for AP."""
+    precision_table = coco_precision(truths, dets, nc)
+    ap50, ap = class_ap(precision_table)
+    matrix, count_error, instances = at_conf(truths, dets, nc, conf)
     tp = np.diag(matrix)[:nc].astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         precision = tp / matrix[:nc].sum(axis=1)
@@ -230,7 +280,7 @@ def group_metrics(truths: list[Truth], dets: list[Detections], nc: int, conf: fl
         precision=precision,
         recall=recall,
         confusion=matrix,
-        count_error=count_error / max(len(truths), 1),
+        count_error=count_error,
         pr_curve=precision_table[0],
     )
 
@@ -241,6 +291,7 @@ class EvalResult:
     conf: float
     overall: GroupMetrics
     views: dict[str, GroupMetrics]
+    sweep: ConfSweep
 
     def to_dict(self) -> dict:
         m = self.overall
@@ -261,6 +312,7 @@ class EvalResult:
             "overall": m.summary(),
             "per_class": per_class,
             "views": {view: g.summary() for view, g in self.views.items()},
+            "conf_sweep": self.sweep.to_dict(),
             "confusion_matrix": {
                 "rows_predicted_cols_true": [*self.names, "background"],
                 "counts": m.confusion.tolist(),
@@ -268,16 +320,24 @@ class EvalResult:
         }
 
 
+def model_conf(model: str | Path) -> float:
+    """The threshold the model is used at by default: its own (ONNX metadata), else the engine's default."""
+    return recommended_conf(read_metadata(model)) if Path(model).suffix == ".onnx" else DEFAULT_CONF
+
+
 def evaluate(
     model: str | Path,
     data: str | Path,
     split: str = "val",
-    conf: float = 0.25,
+    conf: float | None = None,
     iou: float = 0.7,
     device: str = "auto",
     imgsz: int | None = None,
 ) -> EvalResult:
-    """Run ``model`` over a dataset split and compute every metric, overall and per view."""
+    """Run ``model`` over a dataset split and compute every metric, overall and per view.
+
+    ``conf`` (default: the model's own) is the threshold for everything but AP and the sweep."""
+    conf = model_conf(model) if conf is None else conf
     truths, names = load_truth(data, split)
     raw = list(predict(model, [t.image for t in truths], conf=AP_CONF, iou=iou, device=device, imgsz=imgsz))
     dets = [_to_dataset_classes(d, names) for d in raw]
@@ -288,7 +348,7 @@ def evaluate(
         for view in views:
             idx = [i for i, t in enumerate(truths) if t.view == view]
             by_view[view] = group_metrics([truths[i] for i in idx], [dets[i] for i in idx], nc, conf)
-    return EvalResult(names, conf, group_metrics(truths, dets, nc, conf), by_view)
+    return EvalResult(names, conf, group_metrics(truths, dets, nc, conf), by_view, conf_sweep(truths, dets, nc))
 
 
 def _to_dataset_classes(det: Detections, names: list[str]) -> Detections:
@@ -313,7 +373,7 @@ def save_report(result: EvalResult, out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
-    written = [out / "metrics.json", out / "pr_curves.png", out / "confusion_matrix.png"]
+    written = [out / "metrics.json", out / "pr_curves.png", out / "confusion_matrix.png", out / "conf_sweep.png"]
     written[0].write_text(json.dumps(result.to_dict(), indent=2))
     m = result.overall
 
@@ -338,6 +398,22 @@ def save_report(result: EvalResult, out: Path) -> list[Path]:
     ax.set(xlabel="true", ylabel="predicted", title=f"confusion at conf {result.conf}, IoU {MATCH_IOU}")
     fig.tight_layout()
     fig.savefig(written[2], dpi=120)
+    plt.close(fig)
+
+    sweep = result.sweep
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(sweep.conf, sweep.count_error, color="tab:red", label="counting error (mean |pred - true| per class)")
+    ax.axvline(sweep.best(), color="tab:red", linestyle=":", label=f"lowest at conf {sweep.best():.2f}")
+    ax.axvline(result.conf, color="grey", linestyle="--", label=f"evaluated at conf {result.conf:.2f}")
+    ax.set(xlabel="confidence threshold", ylabel="counting error per image", xlim=(0, 1))
+    twin = ax.twinx()
+    twin.plot(sweep.conf, sweep.f1, color="tab:blue", label=f"F1 at IoU {MATCH_IOU}")
+    twin.set(ylabel="F1", ylim=(0, 1.02))
+    lines = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    ax.legend(lines, [line.get_label() for line in lines], loc="upper center", fontsize=8)
+    ax.set_title("choosing the confidence threshold")
+    fig.tight_layout()
+    fig.savefig(written[3], dpi=120)
     plt.close(fig)
     return written
 

@@ -58,7 +58,7 @@ class LabelOptions:
 
     model: Path
     device: str = "auto"
-    conf: float = 0.25
+    conf: float | None = None  # None: the model's own threshold
     iou: float = 0.7
     tile: str = "auto"
     annotated: bool = False
@@ -318,7 +318,7 @@ def settings_key(options: LabelOptions, detector: Detector) -> dict[str, Any]:
     """The settings that decide the saved labels; ``batch``, ``workers`` and the device do not."""
     return {
         "model_sha256": detector.model_hash,
-        "conf": options.conf,
+        "conf": detector.conf,
         "iou": options.iou,
         "tile": options.tile,
         "annotated": options.annotated,

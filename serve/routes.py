@@ -126,6 +126,7 @@ async def model(service: ReadyService) -> dict:
         "class_names": list(detector.class_names),
         "input_size": {"width": detector.input_wh[0], "height": detector.input_wh[1]},
         "head": detector.head,
+        "default_conf": detector.conf,
         "provider": detector.provider,
         "hash": detector.model_hash,
         "max_batch": service.settings.max_batch,

@@ -12,7 +12,7 @@ from railvision.taxonomy import parse_class_filter
 class DetectParams(BaseModel):
     """Detection parameters, from the query string, multipart form fields or the JSON body."""
 
-    conf: float = Field(0.25, ge=0, le=1, description="confidence threshold")
+    conf: float | None = Field(None, ge=0, le=1, description="confidence threshold (default: the model's own)")
     iou: float = Field(0.7, ge=0, le=1, description="NMS IoU threshold (classic heads)")
     classes: str | None = Field(None, description="keep only these classes: names or ids, comma-separated")
     max_det: int = Field(300, ge=1, le=1000, description="most boxes per image")
@@ -77,6 +77,7 @@ class ModelInfo(BaseModel):
     class_names: list[str]
     input_size: dict[str, int]
     head: str
+    default_conf: float
     provider: str
     hash: str
     max_batch: int

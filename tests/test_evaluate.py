@@ -25,6 +25,7 @@ def fake_model(monkeypatch: pytest.MonkeyPatch, boxes_per_image: list[list[tuple
             yield Detections(rows[:, 2:], rows[:, 1], rows[:, 0].astype(np.int64), (160, 128))
 
     monkeypatch.setattr(ev, "predict", predict)
+    monkeypatch.setattr(ev, "model_conf", lambda model: 0.25)
 
 
 def truth_as_detections(data_yaml: Path) -> list[list[tuple]]:
@@ -73,6 +74,40 @@ def test_known_ap_with_a_miss_and_a_false_positive(monkeypatch, tmp_path: Path) 
     # at a confidence above the false positive it disappears from P/R and counts
     strict = ev.evaluate("model.onnx", data_yaml, conf=0.85)
     assert strict.overall.precision[RED_CLASS] == 1.0 and strict.overall.count_error[RED_CLASS] == 0.5
+
+
+def test_conf_sweep_finds_the_threshold_that_counts_best(monkeypatch, tmp_path: Path) -> None:
+    """The same two images: below 0.8 each has one box for one car (F1 0.5: one is misplaced); between
+    0.8 and 0.9 the second image has none; above 0.9 neither has."""
+    data_yaml, truth = make_dataset(tmp_path, {"val": 2}, classes=(RED_CLASS,))
+    (first, *_), _ = truth.values()
+    fake_model(monkeypatch, [[(RED_CLASS, 0.9, *first[1:])], [(RED_CLASS, 0.8, 0, 0, 3, 3)]])
+    sweep = ev.evaluate("model.onnx", data_yaml).sweep
+    at = {round(float(c), 2): (e, f) for c, e, f in zip(sweep.conf, sweep.count_error, sweep.f1, strict=True)}
+    nc = len(CLASS_NAMES)
+    assert at[0.5] == (0.0, 0.5)
+    assert at[0.85] == (pytest.approx(0.5 / nc), pytest.approx(2 / 3))
+    assert at[0.95] == (pytest.approx(1 / nc), 0.0)
+    assert sweep.best() == 0.43  # the middle of the zero-error plateau 0.05 ... 0.80
+
+
+def test_set_default_conf_is_what_the_engine_then_uses(oracle_model: Path, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    from railvision.engine import DEFAULT_CONF, Detector
+
+    model = tmp_path / "model.onnx"
+    shutil.copy(oracle_model, model)
+    assert Detector(model).conf == DEFAULT_CONF
+    data_yaml, _ = make_dataset(tmp_path / "ds", {"val": 2}, size=(320, 256))
+    args = ["eval", "--model", str(model), "--data", str(data_yaml), "--out", str(tmp_path / "eval")]
+    assert main([*args, "--set-default-conf"]) == 0
+    assert "default conf set to 0.50" in capsys.readouterr().out  # the oracle counts right at every threshold
+    assert Detector(model).conf == 0.5 and Detector(model, conf=0.1).conf == 0.1
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["conf_sweep"]["best_count_conf"] == 0.5 and (tmp_path / "eval" / "conf_sweep.png").is_file()
+    assert main([*args, "--out", str(tmp_path / "eval2")]) == 0  # evaluated at the model's own threshold now
+    assert json.loads((tmp_path / "eval2" / "metrics.json").read_text())["conf"] == 0.5
 
 
 def test_wrong_class_lands_off_the_diagonal(monkeypatch, tmp_path: Path) -> None:

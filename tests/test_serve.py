@@ -6,6 +6,7 @@ import asyncio
 import base64
 import hashlib
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -131,6 +132,21 @@ async def test_model_route(oracle_model):
     assert info["hash"] == hashlib.sha256(oracle_model.read_bytes()).hexdigest()
     assert info["max_batch"] == 4
     assert info["card"]["railvision_head"] == "end2end"
+    assert info["default_conf"] == 0.25  # the oracle carries no threshold of its own
+
+
+async def test_requests_without_conf_use_the_models_own(oracle_model, png, tmp_path):
+    from railvision.export import write_metadata
+
+    strict = tmp_path / "strict.onnx"
+    shutil.copy(oracle_model, strict)
+    write_metadata(strict, {"conf": "1.0"})  # the oracle scores 1.0, which must exceed conf: nothing passes
+    async with serving(model=strict) as client:
+        assert (await client.get("/v1/model")).json()["default_conf"] == 1.0
+        default = await client.post("/v1/detect", files=files(("scene.png", png)))
+        chosen = await client.post("/v1/detect?conf=0.5", files=files(("scene.png", png)))
+    assert default.json()["images"][0]["detections"] == []
+    assert len(chosen.json()["images"][0]["detections"]) == 2
 
 
 async def test_health_ready_metrics_page_and_docs(oracle_model, png):

@@ -60,7 +60,8 @@ def test_page_draws_boxes_and_counts(browser, oracle_model, make_scene, tmp_path
 
         browser.find_element(By.ID, "key").send_keys("k3y")
         browser.execute_script(
-            "const s = document.getElementById('conf'); s.value = '0.5'; s.dispatchEvent(new Event('change'));"
+            "const s = document.getElementById('conf'); s.value = '0.5';"
+            "s.dispatchEvent(new Event('input')); s.dispatchEvent(new Event('change'));"
         )
         canvas = browser.find_element(By.ID, "canvas")
         wait.until(lambda _: canvas.get_attribute("data-boxes") == "2")

@@ -19,7 +19,9 @@ from railvision.images import iter_images, load_image
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Model and threshold flags shared by every command that runs the engine."""
     parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: models/railvision-n.onnx)")
-    parser.add_argument("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
+    parser.add_argument(
+        "--conf", type=float, default=None, help="confidence threshold (default: the model's own, else 0.25)"
+    )
     parser.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold for classic heads (default 0.7)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
     parser.add_argument("--tile", choices=["auto", "on", "off"], default="auto", help="tiled inference (default auto)")

@@ -17,18 +17,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--conf",
         type=float,
-        default=0.25,
-        help=f"confidence for precision, recall, confusion and counts (IoU >= {MATCH_IOU}); AP uses all boxes",
+        default=None,
+        help=f"confidence for precision, recall, confusion and counts (IoU >= {MATCH_IOU}); AP uses all boxes "
+        "(default: the model's own, else 0.25)",
     )
     parser.add_argument("--iou", type=float, default=0.7, help="NMS IoU for classic-head models")
     parser.add_argument("--imgsz", type=int, help="inference size (default: the model's)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--out", type=Path, default=Path("runs/eval"), help="folder for metrics.json and plots")
+    parser.add_argument(
+        "--set-default-conf",
+        action="store_true",
+        help="store the threshold with the lowest counting error in the ONNX model, as its default conf "
+        "(use a held-out set the model was not trained on)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     if not args.model.is_file() or not args.data.is_file():
         print(f"not found: {args.model if not args.model.is_file() else args.data}", file=sys.stderr)
+        return 2
+    if args.set_default_conf and args.model.suffix != ".onnx":
+        print("error: --set-default-conf needs an .onnx model", file=sys.stderr)
         return 2
     try:
         result = evaluate(args.model, args.data, args.split, args.conf, args.iou, args.device, args.imgsz)
@@ -36,6 +46,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_table(result))
+    sweep, best = result.sweep, result.sweep.best()
+    at = {round(float(c), 2): e for c, e in zip(sweep.conf, sweep.count_error, strict=True)}
+    print(
+        f"counting error is lowest at conf {best:.2f} ({at[round(best, 2)]:.3f} per class per image)"
+        + (f"; at conf {result.conf:.2f}: {at[round(result.conf, 2)]:.3f}" if round(result.conf, 2) in at else "")
+    )
     for path in save_report(result, args.out):
         print(f"wrote {path}")
+    if args.set_default_conf:
+        from railvision.export import write_metadata
+
+        write_metadata(args.model, {"conf": f"{best:.2f}"})
+        print(f"{args.model}: default conf set to {best:.2f}")
     return 0
