@@ -27,7 +27,7 @@ from railvision.images import load_image
 MATCH_IOU = 0.5
 IGNORE_IOA = 0.5
 AP_CONF = 0.001  # AP needs the whole ranking, not only what passes the chosen confidence
-SWEEP_CONFS = np.round(np.arange(0.05, 0.951, 0.01), 2)  # thresholds tried for the counting-error curve
+SWEEP_CONFS = np.round(np.arange(0.01, 0.951, 0.01), 2)  # thresholds tried for the counting-error curve
 ALL = "all"
 
 

@@ -88,7 +88,7 @@ def test_conf_sweep_finds_the_threshold_that_counts_best(monkeypatch, tmp_path: 
     assert at[0.5] == (0.0, 0.5)
     assert at[0.85] == (pytest.approx(0.5 / nc), pytest.approx(2 / 3))
     assert at[0.95] == (pytest.approx(1 / nc), 0.0)
-    assert sweep.best() == 0.43  # the middle of the zero-error plateau 0.05 ... 0.80
+    assert sweep.best() == 0.41  # the middle of the zero-error plateau 0.01 ... 0.80
 
 
 def test_set_default_conf_is_what_the_engine_then_uses(oracle_model: Path, tmp_path: Path, capsys) -> None:
@@ -102,12 +102,12 @@ def test_set_default_conf_is_what_the_engine_then_uses(oracle_model: Path, tmp_p
     data_yaml, _ = make_dataset(tmp_path / "ds", {"val": 2}, size=(320, 256))
     args = ["eval", "--model", str(model), "--data", str(data_yaml), "--out", str(tmp_path / "eval")]
     assert main([*args, "--set-default-conf"]) == 0
-    assert "default conf set to 0.50" in capsys.readouterr().out  # the oracle counts right at every threshold
-    assert Detector(model).conf == 0.5 and Detector(model, conf=0.1).conf == 0.1
+    assert "default conf set to 0.48" in capsys.readouterr().out  # the oracle counts right at every threshold
+    assert Detector(model).conf == 0.48 and Detector(model, conf=0.1).conf == 0.1
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert metrics["conf_sweep"]["best_count_conf"] == 0.5 and (tmp_path / "eval" / "conf_sweep.png").is_file()
+    assert metrics["conf_sweep"]["best_count_conf"] == 0.48 and (tmp_path / "eval" / "conf_sweep.png").is_file()
     assert main([*args, "--out", str(tmp_path / "eval2")]) == 0  # evaluated at the model's own threshold now
-    assert json.loads((tmp_path / "eval2" / "metrics.json").read_text())["conf"] == 0.5
+    assert json.loads((tmp_path / "eval2" / "metrics.json").read_text())["conf"] == 0.48
 
 
 def test_wrong_class_lands_off_the_diagonal(monkeypatch, tmp_path: Path) -> None:
