@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -267,8 +268,13 @@ def export(cfg: ExportConfig, log=print) -> ExportResult:
     weights = Path(cfg.weights)
     model = YOLO(str(weights))
     imgsz = cfg.imgsz or int((model.ckpt.get("train_args") or {}).get("imgsz", 640))
-    written = Path(
-        model.export(
+    out = Path(cfg.out) if cfg.out else weights.with_suffix(".onnx")
+    # Ultralytics writes next to the weights it loaded: export a staged copy, so that an --out elsewhere
+    # never overwrites (or moves away) an .onnx that already sits beside the weights.
+    with tempfile.TemporaryDirectory(prefix="railvision-export-") as staging:
+        staged = Path(staging) / weights.name
+        shutil.copy2(weights, staged)
+        written = YOLO(str(staged)).export(
             format="onnx",
             imgsz=imgsz,
             dynamic=cfg.dynamic,
@@ -278,9 +284,6 @@ def export(cfg: ExportConfig, log=print) -> ExportResult:
             nms=nms_arg(cfg.head),
             device=device,
         )
-    )
-    out = Path(cfg.out) if cfg.out else written
-    if out.resolve() != written.resolve():
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(written, out)
     metadata = railvision_metadata(weights, cfg.head)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -84,8 +85,14 @@ def test_export_loads_in_the_engine_and_matches_pytorch(tiny_weights: Path, tmp_
     from railvision.engine import Detector
     from railvision.export import compare, sample_images, ultralytics_predict
 
+    weights = tmp_path / "w" / tiny_weights.name
+    weights.parent.mkdir()
+    shutil.copy(tiny_weights, weights)
+    beside = weights.with_suffix(".onnx")
+    beside.write_bytes(b"an earlier export the user keeps")
     out = tmp_path / f"tiny-{head}.onnx"
-    assert main(["export", "--weights", str(tiny_weights), "--out", str(out), "--head", head, "--device", "cpu"]) == 0
+    assert main(["export", "--weights", str(weights), "--out", str(out), "--head", head, "--device", "cpu"]) == 0
+    assert beside.read_bytes() == b"an earlier export the user keeps"  # --out elsewhere leaves it alone
     detector = Detector(out, device="cpu", iou=1.0)
     assert detector.head == head
     assert detector.class_names == CLASS_NAMES
