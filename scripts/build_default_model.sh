@@ -58,3 +58,11 @@ railvision eval --model models/railvision-n.onnx --data "$WORK/synth-train/data.
 
 # 5. the card's table: the separately seeded held-out test set, at that threshold
 railvision eval --model models/railvision-n.onnx --data "$WORK/synth-test/data.yaml" --out "$WORK/eval"
+
+# 6. false alarms on real photos that show no rail vehicle: the synthetic scenes' backdrops (so seen in
+#    training, not held out), at the model's default threshold; every detection is a false alarm
+for view in ground overhead; do
+  if [ -d "../shared/backgrounds/$view" ]; then
+    railvision label "../shared/backgrounds/$view" --out "$WORK/negatives-$view" --format csv --no-progress
+  fi
+done
