@@ -193,6 +193,7 @@ def test_detect_cli_reports_bad_files_and_goes_on(oracle_model, tmp_path, make_s
     )
     assert done.returncode == 1  # one file failed
     assert "broken.jpg  error:" in done.stdout and "1 image(s) processed, 1 failed" in done.stdout
+    assert "conf 0.25 (default)" in done.stdout  # the oracle carries no threshold of its own
     report = json.loads(out.read_text())["images"]
     assert [r.get("counts", {}).get("tank_car") for r in report] == [None, 1]
     assert report[0]["error_kind"] == "corrupt_image"

@@ -52,7 +52,11 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         print("error: no images found in the given paths", file=sys.stderr)
         return 2
-    print(f"model {detector.model_path.name} on {detector.provider}, input {detector.imgsz[1]}x{detector.imgsz[0]}")
+    source = "given" if args.conf is not None else ("the model's own" if "conf" in detector.metadata else "default")
+    print(
+        f"model {detector.model_path.name} on {detector.provider}, input {detector.imgsz[1]}x{detector.imgsz[0]}, "
+        f"conf {detector.conf:g} ({source})"
+    )
     names = list(detector.class_names)
     width = max(len(str(f)) for f in files)
     widths = [max(width, 5), *(max(len(n), 3) for n in names), 5, 7]
