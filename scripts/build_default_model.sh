@@ -14,6 +14,7 @@ FREEZE=${FREEZE:-10}
 EXTRA_EPOCHS=${EXTRA_EPOCHS:-2}  # the shipped CPU model: a second, fresh-schedule run from the first one's best
 MORE_HOURS=${MORE_HOURS:-1.85}  # ... and a third, of this many hours (its epoch count depends on the machine)
 DEVICE=${DEVICE:-auto}
+EXPORT_IMGSZ=${EXPORT_IMGSZ:-768}  # inference size: the shipped one was picked on the val split (see the card)
 WORK=${WORK:-runs/default-model}
 PRETRAINED=../shared/pretrained/yolo26n-coco-partial.pt
 WEIGHTS=${WEIGHTS:-$([ -f "$PRETRAINED" ] && echo "$PRETRAINED" || echo yolo26n.yaml)}
@@ -49,7 +50,7 @@ fi
 # 3. ship: the .pt for users' fine-tuning, the ONNX (end-to-end head, dynamic shapes) for the engine
 mkdir -p models
 cp "$BEST" models/railvision-n.pt
-railvision export --weights models/railvision-n.pt --imgsz "$IMGSZ" --dynamic --head end2end \
+railvision export --weights models/railvision-n.pt --imgsz "$EXPORT_IMGSZ" --dynamic --head end2end \
   --out models/railvision-n.onnx --calib "$WORK/synth-test/images/val"
 
 # 4. the default threshold: lowest counting error on the training set's val split (never trained on)
