@@ -30,7 +30,8 @@ from railvision.taxonomy import CLASS_NAMES, parse_class_filter
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = MODELS_DIR / "railvision-n.onnx"
 PAD_VALUE = 114  # Ultralytics' letterbox grey
-DEFAULT_CONF = 0.25  # for models that carry no threshold of their own (metadata "conf", see recommended_conf)
+DEFAULT_CONF = 0.25  # for models that carry no threshold of their own (see recommended_conf)
+CONF_KEY = "conf"  # the ONNX metadata entry of a model's own threshold
 MAX_NMS = 30000  # candidates kept before NMS, as Ultralytics
 CLASS_OFFSET = 7680  # per-class box offset that makes one NMS class-aware, as Ultralytics
 
@@ -39,8 +40,8 @@ Tile = Literal["auto", "on", "off"]
 
 def recommended_conf(metadata: dict[str, str]) -> float:
     """A model's default confidence threshold: the one ``railvision eval --set-default-conf`` measured
-    to count best on held-out data (metadata ``conf``), else ``DEFAULT_CONF``."""
-    return float(metadata.get("conf", DEFAULT_CONF))
+    to count best on held-out data (metadata ``CONF_KEY``), else ``DEFAULT_CONF``."""
+    return float(metadata.get(CONF_KEY, DEFAULT_CONF))
 
 
 def read_metadata(model_path: str | os.PathLike) -> dict[str, str]:
@@ -189,7 +190,6 @@ class Detector:
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
         if not self.model_path.is_file():
             raise ModelError(f"model not found: {self.model_path}")
-        self._check_thresholds(DEFAULT_CONF if conf is None else conf, iou, max_det)
         self.session = self._open_session(device, threads, spinning)
         self.provider = self.session.get_providers()[0]
         meta = self.session.get_modelmeta().custom_metadata_map

@@ -245,6 +245,11 @@ class ConfSweep:
         tied = lowest[np.isclose(self.f1[lowest], self.f1[lowest].max())]
         return float(self.conf[tied[len(tied) // 2]])
 
+    def error_at(self, conf: float) -> float | None:
+        """The counting error at one of the swept thresholds (None if it was not swept)."""
+        hit = np.flatnonzero(np.isclose(self.conf, conf))
+        return float(self.count_error[hit[0]]) if hit.size else None
+
     def to_dict(self) -> dict:
         return {
             "conf": self.conf.tolist(),

@@ -266,15 +266,15 @@ def export(cfg: ExportConfig, log=print) -> ExportResult:
     if cfg.half and device == "cpu":
         raise ValueError("--half (FP16) export needs a CUDA device; FP16 ONNX is for the CUDA provider")
     weights = Path(cfg.weights)
-    model = YOLO(str(weights))
-    imgsz = cfg.imgsz or int((model.ckpt.get("train_args") or {}).get("imgsz", 640))
     out = Path(cfg.out) if cfg.out else weights.with_suffix(".onnx")
     # Ultralytics writes next to the weights it loaded: export a staged copy, so that an --out elsewhere
     # never overwrites (or moves away) an .onnx that already sits beside the weights.
     with tempfile.TemporaryDirectory(prefix="railvision-export-") as staging:
         staged = Path(staging) / weights.name
         shutil.copy2(weights, staged)
-        written = YOLO(str(staged)).export(
+        model = YOLO(str(staged))
+        imgsz = cfg.imgsz or int((model.ckpt.get("train_args") or {}).get("imgsz", 640))
+        written = model.export(
             format="onnx",
             imgsz=imgsz,
             dynamic=cfg.dynamic,

@@ -345,19 +345,18 @@ class Summary:
 
     def lines(self) -> list[str]:
         per_class = ", ".join(f"{name} {n}" for name, n in self.per_class.items())
-        return [
+        lines = [
             f"{self.total} images in the archive: {self.labelled} labelled, {self.failed} failed, "
             f"{self.skipped} files skipped; {self.processed} processed in this run",
             f"detections: {sum(self.per_class.values())} ({per_class})",
             f"wall time {self.wall_s:.1f} s ({self.processed / max(self.wall_s, 1e-9):.1f} images/s)",
-        ] + (
-            [
+        ]
+        if self.shared_names:
+            lines.append(
                 f"note: {len(self.shared_names)} photos share a name but for the extension (e.g. "
                 f"{self.shared_names[0]}): their YOLO labels and annotated copies keep it (name.jpg.txt)"
-            ]
-            if self.shared_names
-            else []
-        )
+            )
+        return lines
 
 
 def label_archive(

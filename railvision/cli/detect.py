@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 
 from railvision.draw import draw_detections
-from railvision.engine import Detector
+from railvision.engine import CONF_KEY, Detector
 from railvision.errors import RailvisionError
 from railvision.images import iter_images, load_image
 
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         print("error: no images found in the given paths", file=sys.stderr)
         return 2
-    source = "given" if args.conf is not None else ("the model's own" if "conf" in detector.metadata else "default")
+    source = "given" if args.conf is not None else ("the model's own" if CONF_KEY in detector.metadata else "default")
     print(
         f"model {detector.model_path.name} on {detector.provider}, input {detector.imgsz[1]}x{detector.imgsz[0]}, "
         f"conf {detector.conf:g} ({source})"

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from railvision.engine import CONF_KEY
 from railvision.errors import RailvisionError
 from railvision.evaluate import MATCH_IOU, evaluate, format_table, save_report
 
@@ -46,17 +47,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_table(result))
-    sweep, best = result.sweep, result.sweep.best()
-    at = {round(float(c), 2): e for c, e in zip(sweep.conf, sweep.count_error, strict=True)}
+    best, at_chosen = result.sweep.best(), result.sweep.error_at(result.conf)
     print(
-        f"counting error is lowest at conf {best:.2f} ({at[round(best, 2)]:.3f} per class per image)"
-        + (f"; at conf {result.conf:.2f}: {at[round(result.conf, 2)]:.3f}" if round(result.conf, 2) in at else "")
+        f"counting error is lowest at conf {best:.2f} ({result.sweep.error_at(best):.3f} per class per image)"
+        + (f"; at conf {result.conf:.2f}: {at_chosen:.3f}" if at_chosen is not None else "")
     )
     for path in save_report(result, args.out):
         print(f"wrote {path}")
     if args.set_default_conf:
         from railvision.export import write_metadata
 
-        write_metadata(args.model, {"conf": f"{best:.2f}"})
+        write_metadata(args.model, {CONF_KEY: f"{best:.2f}"})
         print(f"{args.model}: default conf set to {best:.2f}")
     return 0
