@@ -1,10 +1,13 @@
 """Evaluate a model on a YOLO dataset split: COCO mAP, precision/recall, confusion, counting error.
 
 AP comes from faster-coco-eval (COCO's definition, 101-point interpolation); ignore
-regions become COCO crowd boxes, so detections on them count neither way. Everything
-"at the chosen confidence" (precision, recall, confusion matrix, counting error) uses
-one class-agnostic IoU >= 0.5 matching per image, after dropping detections that lie
-mostly (IoA >= 0.5) inside an ignore region. ONNX models run through the engine,
+regions (a dataset class named ``ignore``, or ``ignore/`` sidecar files) become COCO crowd
+boxes, so a detection that matches no target and lies mostly inside one (intersection over
+the detection's area >= 0.5) counts neither way. Beside per-class AP a class-agnostic AP50
+says whether the model finds the vehicles at all. Everything "at the chosen confidence"
+(precision, recall, confusion matrix, counting errors) uses one class-agnostic IoU >= 0.5
+matching per image, with the same rule for ignore regions. ``--negatives`` adds the false
+alarms per photo on photos without rail vehicles. ONNX models run through the engine,
 ``.pt`` models through Ultralytics (imported only then).
 """
 
@@ -13,19 +16,20 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from railvision.data import IGNORE, ignore_path, label_path, load_dataset, read_label_lines, read_views
 from railvision.detections import Detections
-from railvision.engine import DEFAULT_CONF, read_metadata, recommended_conf
+from railvision.engine import DEFAULT_CONF, nms, read_metadata, recommended_conf
 from railvision.export import box_iou, ultralytics_predict
-from railvision.images import load_image
+from railvision.images import iter_images, load_image
 
 MATCH_IOU = 0.5
 IGNORE_IOA = 0.5
+SAME_BOX_IOU = 0.99  # class-agnostic AP: the same box under several classes is one box
 AP_CONF = 0.001  # AP needs the whole ranking, not only what passes the chosen confidence
 SWEEP_CONFS = np.round(np.arange(0.01, 0.951, 0.01), 2)  # thresholds tried for the counting-error curve
 ALL = "all"
@@ -113,7 +117,8 @@ def _outside_ignore(det_xyxy: np.ndarray, ignore: np.ndarray) -> np.ndarray:
 def confusion(truth: Truth, det: Detections, nc: int) -> np.ndarray:
     """(nc+1, nc+1) counts, rows predicted class, columns true class; index nc is background.
 
-    Column nc: detections matching nothing (false positives); row nc: missed objects.
+    Column nc: detections matching nothing (false positives) outside the ignore regions; detections
+    matching nothing that lie mostly inside one are not counted at all. Row nc: missed objects.
     """
     matrix = np.zeros((nc + 1, nc + 1), dtype=np.int64)
     iou = box_iou(det.xyxy, truth.xyxy) if len(det) and len(truth.xyxy) else np.zeros((len(det), len(truth.xyxy)))
@@ -125,8 +130,9 @@ def confusion(truth: Truth, det: Detections, nc: int) -> np.ndarray:
             used_d.add(d)
             used_t.add(t)
             matrix[det.class_id[d], truth.class_id[t]] += 1
+    outside = _outside_ignore(det.xyxy, truth.ignore)
     for d in set(range(len(det))) - used_d:
-        matrix[det.class_id[d], nc] += 1
+        matrix[det.class_id[d], nc] += int(outside[d])
     for t in set(range(len(truth.xyxy))) - used_t:
         matrix[nc, truth.class_id[t]] += 1
     return matrix
@@ -185,7 +191,9 @@ class GroupMetrics:
     recall: np.ndarray
     confusion: np.ndarray  # (nc+1, nc+1), rows predicted, columns true, last = background
     count_error: np.ndarray  # per class: mean |predicted - true| count per image
+    total_count_error: float  # mean |predicted - true| number of vehicles per image, whatever their class
     pr_curve: np.ndarray  # (101, nc) precision at IoU 0.5 over recall 0..1
+    agnostic_ap50: float  # AP50 with every class merged into one: does the model find the vehicles at all
 
     def summary(self) -> dict:
         def mean(values: np.ndarray) -> float | None:
@@ -197,9 +205,11 @@ class GroupMetrics:
             "instances": int(self.instances.sum()),
             "mAP50": mean(self.ap50),
             "mAP50-95": mean(self.ap),
+            "agnostic_AP50": _num(self.agnostic_ap50),
             "precision": mean(self.precision),
             "recall": mean(self.recall),
             "count_error": _num(self.count_error.mean()),
+            "total_count_error": _num(self.total_count_error),
         }
 
 
@@ -207,21 +217,33 @@ def _num(value: float) -> float | None:
     return None if np.isnan(value) else round(float(value), 5)
 
 
-def at_conf(
-    truths: list[Truth], dets: list[Detections], nc: int, conf: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Confusion matrix, per-class mean |predicted - true| count per image, and per-class instances, of
-    the detections at or above ``conf`` that lie outside the ignore regions."""
+@dataclass
+class Counts:
+    """What the detections at one confidence threshold make of a group of images."""
+
+    confusion: np.ndarray  # (nc+1, nc+1), rows predicted, columns true, last = background
+    count_error: np.ndarray  # per class: mean |predicted - true| count per image
+    total_count_error: float  # mean |predicted - true| vehicles per image, classes merged
+    instances: np.ndarray  # per class
+
+
+def at_conf(truths: list[Truth], dets: list[Detections], nc: int, conf: float) -> Counts:
+    """Confusion and counting errors of the detections at or above ``conf`` (see :func:`confusion` for
+    what the ignore regions do)."""
     matrix = np.zeros((nc + 1, nc + 1), dtype=np.int64)
     count_error = np.zeros(nc)
+    total_error = 0.0
     instances = np.zeros(nc, dtype=np.int64)
     for truth, det in zip(truths, dets, strict=True):
-        kept = det[(det.confidence >= conf) & _outside_ignore(det.xyxy, truth.ignore)]
-        matrix += confusion(truth, kept, nc)
+        image = confusion(truth, det[det.confidence >= conf], nc)
+        matrix += image
         true_counts = np.bincount(truth.class_id, minlength=nc)
-        count_error += np.abs(np.bincount(kept.class_id, minlength=nc) - true_counts)
+        predicted = image[:nc].sum(axis=1)  # every counted detection: matched, or a false alarm
+        count_error += np.abs(predicted - true_counts)
+        total_error += abs(int(predicted.sum()) - len(truth.class_id))
         instances += true_counts
-    return matrix, count_error / max(len(truths), 1), instances
+    n = max(len(truths), 1)
+    return Counts(matrix, count_error / n, total_error / n, instances)
 
 
 def f1_score(matrix: np.ndarray) -> float:
@@ -262,32 +284,74 @@ class ConfSweep:
 def conf_sweep(truths: list[Truth], dets: list[Detections], nc: int, confs: np.ndarray = SWEEP_CONFS) -> ConfSweep:
     errors, f1 = [], []
     for conf in confs:
-        matrix, count_error, _ = at_conf(truths, dets, nc, float(conf))
-        errors.append(count_error.mean())
-        f1.append(f1_score(matrix))
+        counts = at_conf(truths, dets, nc, float(conf))
+        errors.append(counts.count_error.mean())
+        f1.append(f1_score(counts.confusion))
     return ConfSweep(np.asarray(confs, dtype=np.float64), np.array(errors), np.array(f1))
+
+
+def agnostic_ap50(truths: list[Truth], dets: list[Detections]) -> float:
+    """AP50 with all classes merged: a box on a vehicle counts whatever class it says (NaN without truth).
+
+    An end-to-end head may give one anchor's box several classes; merged, each such box is kept once, at
+    its best score (boxes identical to IoU ``SAME_BOX_IOU``), so the figure asks only where the vehicles are."""
+    one = [replace(t, class_id=np.zeros_like(t.class_id)) for t in truths]
+    merged = []
+    for d in dets:
+        keep = nms(d.xyxy, d.confidence, SAME_BOX_IOU) if len(d) else np.zeros(0, dtype=np.int64)
+        merged.append(
+            Detections(d.xyxy[keep], d.confidence[keep], np.zeros(len(keep)), d.image_size, d.class_names[:1])
+        )
+    return float(class_ap(coco_precision(one, merged, 1))[0][0])
 
 
 def group_metrics(truths: list[Truth], dets: list[Detections], nc: int, conf: float) -> GroupMetrics:
     """All metrics for one group of images; ``dets`` are the low-threshold detections used for AP."""
     precision_table = coco_precision(truths, dets, nc)
     ap50, ap = class_ap(precision_table)
-    matrix, count_error, instances = at_conf(truths, dets, nc, conf)
+    counts = at_conf(truths, dets, nc, conf)
+    matrix = counts.confusion
     tp = np.diag(matrix)[:nc].astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         precision = tp / matrix[:nc].sum(axis=1)
         recall = tp / matrix[:, :nc].sum(axis=0)
     return GroupMetrics(
         images=len(truths),
-        instances=instances,
+        instances=counts.instances,
         ap50=ap50,
         ap=ap,
         precision=precision,
         recall=recall,
         confusion=matrix,
-        count_error=count_error,
+        count_error=counts.count_error,
+        total_count_error=counts.total_count_error,
         pr_curve=precision_table[0],
+        agnostic_ap50=agnostic_ap50(truths, dets),
     )
+
+
+@dataclass
+class FalseAlarms:
+    """Detections on photos known to show no rail vehicle: every one is a false alarm."""
+
+    images: int
+    per_image: float  # mean detections per photo at the chosen confidence
+    images_hit: int  # photos with at least one
+    sweep: np.ndarray  # per_image at each of SWEEP_CONFS
+
+    def to_dict(self) -> dict:
+        return {
+            "images": self.images,
+            "false_alarms_per_image": _num(self.per_image),
+            "images_with_false_alarms": self.images_hit,
+            "sweep": {"conf": SWEEP_CONFS.tolist(), "false_alarms_per_image": [_num(v) for v in self.sweep]},
+        }
+
+
+def false_alarms(dets: list[Detections], conf: float) -> FalseAlarms:
+    per_image = np.array([int((d.confidence >= conf).sum()) for d in dets])
+    sweep = np.array([np.mean([(d.confidence >= c).sum() for d in dets]) if dets else 0.0 for c in SWEEP_CONFS])
+    return FalseAlarms(len(dets), float(per_image.mean()) if len(dets) else 0.0, int((per_image > 0).sum()), sweep)
 
 
 @dataclass
@@ -297,6 +361,7 @@ class EvalResult:
     overall: GroupMetrics
     views: dict[str, GroupMetrics]
     sweep: ConfSweep
+    negatives: FalseAlarms | None = None
 
     def to_dict(self) -> dict:
         m = self.overall
@@ -318,6 +383,7 @@ class EvalResult:
             "per_class": per_class,
             "views": {view: g.summary() for view, g in self.views.items()},
             "conf_sweep": self.sweep.to_dict(),
+            "negatives": self.negatives.to_dict() if self.negatives else None,
             "confusion_matrix": {
                 "rows_predicted_cols_true": [*self.names, "background"],
                 "counts": m.confusion.tolist(),
@@ -338,13 +404,20 @@ def evaluate(
     iou: float = 0.7,
     device: str = "auto",
     imgsz: int | None = None,
+    negatives: Path | None = None,
 ) -> EvalResult:
     """Run ``model`` over a dataset split and compute every metric, overall and per view.
 
-    ``conf`` (default: the model's own) is the threshold for everything but AP and the sweep."""
+    ``conf`` (default: the model's own) is the threshold for everything but AP and the sweep.
+    ``negatives``: a folder of photos with no rail vehicle, for the false alarms per photo."""
     conf = model_conf(model) if conf is None else conf
     truths, names = load_truth(data, split)
-    raw = list(predict(model, [t.image for t in truths], conf=AP_CONF, iou=iou, device=device, imgsz=imgsz))
+    images = [t.image for t in truths]
+    background = iter_images(negatives) if negatives else []
+    if negatives and not background:
+        raise ValueError(f"no images under {negatives}")
+    raw = list(predict(model, images + background, conf=AP_CONF, iou=iou, device=device, imgsz=imgsz))
+    raw, on_background = raw[: len(images)], raw[len(images) :]
     dets = [_to_dataset_classes(d, names) for d in raw]
     nc = len(names)
     views = sorted({t.view for t in truths})
@@ -353,7 +426,9 @@ def evaluate(
         for view in views:
             idx = [i for i, t in enumerate(truths) if t.view == view]
             by_view[view] = group_metrics([truths[i] for i in idx], [dets[i] for i in idx], nc, conf)
-    return EvalResult(names, conf, group_metrics(truths, dets, nc, conf), by_view, conf_sweep(truths, dets, nc))
+    alarms = false_alarms(on_background, conf) if negatives else None
+    overall = group_metrics(truths, dets, nc, conf)
+    return EvalResult(names, conf, overall, by_view, conf_sweep(truths, dets, nc), alarms)
 
 
 def _to_dataset_classes(det: Detections, names: list[str]) -> Detections:
@@ -425,7 +500,9 @@ def save_report(result: EvalResult, out: Path) -> list[Path]:
 
 def format_table(result: EvalResult) -> str:
     """Plain-text table: one row per class, then the overall row and one per view."""
-    header = f"{'class':<20}{'images':>8}{'inst':>7}{'P':>8}{'R':>8}{'mAP50':>8}{'mAP50-95':>10}{'cnt err':>9}"
+    header = (
+        f"{'class':<20}{'images':>8}{'inst':>7}{'P':>8}{'R':>8}{'mAP50':>8}{'mAP50-95':>10}{'cnt err':>9}{'agnAP50':>9}"
+    )
 
     def fmt(value: float | None) -> str:
         return "-" if value is None or np.isnan(value) else f"{value:.3f}"
@@ -444,6 +521,12 @@ def format_table(result: EvalResult) -> str:
         rows.append(
             f"{label:<20}{s['images']:>8}{s['instances']:>7}"
             + "".join(f"{fmt(s[k]):>8}" for k in ("precision", "recall", "mAP50"))
-            + f"{fmt(s['mAP50-95']):>10}{fmt(s['count_error']):>9}"
+            + f"{fmt(s['mAP50-95']):>10}{fmt(s['count_error']):>9}{fmt(s['agnostic_AP50']):>9}"
+        )
+    if result.negatives:
+        n = result.negatives
+        rows.append(
+            f"false alarms on {n.images} photos without rail vehicles: {n.per_image:.3f} per photo "
+            f"({n.images_hit} photos with any)"
         )
     return "\n".join(rows)

@@ -20,8 +20,9 @@ from railvision.taxonomy import CLASS_NAMES
 from railvision.ultralytics_env import amp_setting, import_ultralytics, resolve_device
 
 SHIPPED_WEIGHTS = Path("models/railvision-n.pt")
-PRETRAINED_WEIGHTS = Path("../shared/pretrained/yolo26n-coco-partial.pt")
+PRETRAINED_WEIGHTS = Path("../shared/pretrained/yolo26n-coco.pt")
 SCRATCH_MODEL = "yolo26n.yaml"
+TRAINABLE = ("class-rows", "class-branch", "head")  # --train-only (railvision.heads.frozen_except), smallest first
 
 # Albumentations transforms as data: (class name, keyword arguments). Probabilities are low on
 # purpose: each photo gets at most a couple of degradations on top of Ultralytics' own mosaic,
@@ -72,6 +73,8 @@ class TrainConfig:
     freeze: int = 0  # first N layers kept as they are: faster, and safer on small data
     val: bool = True  # validate after every epoch (the last epoch is always validated)
     hours: float | None = None  # wall-clock budget: Ultralytics refits the epoch count and LR schedule to it
+    init_from_class: str | None = None  # start every class's row from this class of the start checkpoint
+    train_only: str | None = None  # one of heads.TRAINABLE: everything else (BN statistics too) stays fixed
     extra: dict[str, Any] = field(default_factory=dict)  # passed through to Ultralytics unchanged
 
 
@@ -105,7 +108,7 @@ def default_weights() -> tuple[str, str]:
     if SHIPPED_WEIGHTS.is_file():
         return str(SHIPPED_WEIGHTS), "fine-tuning the shipped model"
     if PRETRAINED_WEIGHTS.is_file():
-        return str(PRETRAINED_WEIGHTS), "starting from the partly COCO-pretrained YOLO26n"
+        return str(PRETRAINED_WEIGHTS), "starting from the COCO-pretrained YOLO26n"
     return SCRATCH_MODEL, f"no {SHIPPED_WEIGHTS} or {PRETRAINED_WEIGHTS}: training from scratch"
 
 
@@ -188,8 +191,20 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         data = merge_datasets(data, synth_yaml, synth_dir / "merged")
         log(f"training on {data} (real + synthetic; validation on the real set)")
 
+    if cfg.init_from_class:
+        from railvision.heads import write_class_init
+
+        init = Path(cfg.project) / f"{cfg.name}-init-{cfg.init_from_class}.pt"
+        weights = str(write_class_init(weights, cfg.init_from_class, names, init))
+        log(f"class rows started from {cfg.init_from_class!r}: {weights}")
     device = resolve_device(cfg.device)
     model = YOLO(weights)
+    freeze: int | list[int | str] | None = cfg.freeze or None
+    if cfg.train_only:
+        from railvision.heads import frozen_except
+
+        freeze = frozen_except(model.model, cfg.train_only)
+        log(f"training only the {cfg.train_only}; {len(freeze)} layers and branches fixed")
     model.add_callback("on_train_start", use_all_cores)
     start = time.perf_counter()
     if cfg.resume:
@@ -207,7 +222,7 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
             workers=cfg.workers,
             amp=amp_setting(device),
             augmentations=domain_augmentations(cfg.augment) or None,
-            freeze=cfg.freeze or None,
+            freeze=freeze,
             val=cfg.val,
             **({"time": cfg.hours} if cfg.hours else {}),
             **(short_run_schedule(cfg.epochs) | cfg.extra),

@@ -49,18 +49,14 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_weights(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A YOLO26n trained from scratch (yolo26n.yaml, no download) for 2 epochs at 64 px: export/eval fodder."""
     pytest.importorskip("ultralytics", reason="training needs the 'train' extra")
-    from railvision.train import TrainConfig, train
+    from railvision.train import train
 
-    cfg = TrainConfig(
-        data=tiny_dataset,
-        weights="yolo26n.yaml",
-        epochs=2,
-        imgsz=64,
-        batch=8,
-        device="cpu",
-        workers=0,
-        augment="mixed",
-        project=tmp_path_factory.mktemp("runs"),
-        name="tiny",
-    )
-    return train(cfg).last
+    return train(tiny_train_config(tiny_dataset, tmp_path_factory.mktemp("runs"), "tiny")).last
+
+
+def tiny_train_config(data: Path, project: Path, name: str, **overrides: object):
+    """Two CPU epochs at 64 px from yolo26n.yaml (no download): seconds, enough to exercise training."""
+    from railvision.train import TrainConfig
+
+    settings = {"weights": "yolo26n.yaml", "epochs": 2, "imgsz": 64, "batch": 8, "device": "cpu", "workers": 0}
+    return TrainConfig(data=data, project=project, name=name, **(settings | {"augment": "mixed"} | overrides))

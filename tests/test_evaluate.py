@@ -153,3 +153,72 @@ def test_metrics_per_view(monkeypatch, tmp_path: Path) -> None:
     assert result.views["overhead"].summary()["mAP50"] == 0.0
     assert result.views["overhead"].summary()["images"] == 2
     assert "view ground" in ev.format_table(result)
+
+
+def test_class_agnostic_ap_asks_only_where_the_vehicles_are(monkeypatch, tmp_path: Path) -> None:
+    """Both cars boxed with the wrong class: per-class AP50 0, agnostic AP50 1. A second, lower-scored
+    class on the very same box (an end-to-end head's runner-up) is the same box, not a false positive."""
+    data_yaml, truth = make_dataset(tmp_path, {"val": 2}, classes=(RED_CLASS,))
+    boxes = [b for bs in truth.values() for b in bs]
+    fake_model(monkeypatch, [[(BLUE_CLASS, 0.9, *b[1:]), (0, 0.5, *b[1:])] for b in boxes])
+    summary = ev.evaluate("model.onnx", data_yaml).overall.summary()
+    assert summary["mAP50"] == 0.0 and summary["agnostic_AP50"] == 1.0
+    assert summary["total_count_error"] == 1.0  # two boxes per image for one car, whatever their class
+
+
+def test_agnostic_ap_by_hand(monkeypatch, tmp_path: Path) -> None:
+    """As test_known_ap_with_a_miss_and_a_false_positive, but the hit says the wrong class: agnostic AP50 is
+    still 51/101, the class-aware one 0; total counts are right at 0.5 and one short in one image at 0.85."""
+    data_yaml, truth = make_dataset(tmp_path, {"val": 2}, classes=(RED_CLASS,))
+    (first, *_), _ = truth.values()
+    fake_model(monkeypatch, [[(BLUE_CLASS, 0.9, *first[1:])], [(RED_CLASS, 0.8, 0, 0, 3, 3)]])
+    loose = ev.evaluate("model.onnx", data_yaml, conf=0.5).overall
+    assert loose.agnostic_ap50 == pytest.approx(51 / 101) and loose.ap50[RED_CLASS] == 0.0
+    assert loose.total_count_error == 0.0 and loose.count_error[RED_CLASS] == 0.5
+    assert ev.evaluate("model.onnx", data_yaml, conf=0.85).overall.total_count_error == 0.5
+
+
+def test_ignore_uses_intersection_over_the_detection() -> None:
+    """A detection 60% inside an ignore box that matches no target is dropped; one 40% inside is a false
+    positive; a detection matching a target is a true positive even inside an ignore box."""
+    nc = len(CLASS_NAMES)
+    truth = ev.Truth(
+        Path("x.png"),
+        np.array([[100, 0, 140, 40]], np.float32),
+        np.array([RED_CLASS]),
+        np.array([[0, 0, 60, 100], [90, 0, 150, 50]], np.float32),
+        (200, 100),
+        ev.ALL,
+    )
+
+    def det(*boxes: tuple[float, ...]) -> Detections:
+        xyxy = np.array(boxes, np.float32)
+        return Detections(xyxy, np.full(len(xyxy), 0.9), np.full(len(xyxy), RED_CLASS), (200, 100))
+
+    inside = det((36, 0, 76, 10))  # 24 of 40 px wide inside the first ignore box: IoA 0.6
+    outside = det((44, 0, 84, 10))  # 16 of 40: IoA 0.4
+    target = det((100, 0, 140, 40))
+    assert ev.at_conf([truth], [inside], nc, 0.5).confusion[:, nc].sum() == 0
+    assert ev.at_conf([truth], [outside], nc, 0.5).confusion[RED_CLASS, nc] == 1
+    assert ev.at_conf([truth], [target], nc, 0.5).confusion[RED_CLASS, RED_CLASS] == 1
+
+
+def test_false_alarms_on_photos_without_vehicles(monkeypatch, tmp_path: Path) -> None:
+    data_yaml, truth = make_dataset(tmp_path / "ds", {"val": 1}, classes=(RED_CLASS,))
+    negatives = tmp_path / "negatives"
+    negatives.mkdir()
+    for name in ("a.png", "b.png", "c.png", "d.png"):
+        (negatives / name).write_bytes((tmp_path / "ds" / "images" / "val" / "val_0.png").read_bytes())
+    (box,) = next(iter(truth.values()))
+    fake_model(
+        monkeypatch,
+        [[(RED_CLASS, 0.9, *box[1:])], [(RED_CLASS, 0.6, 0, 0, 9, 9), (0, 0.3, 5, 5, 20, 20)], [], [], []],
+    )
+    result = ev.evaluate("model.onnx", data_yaml, negatives=negatives)
+    alarms = result.negatives
+    assert (alarms.images, alarms.per_image, alarms.images_hit) == (4, 0.5, 1)  # conf 0.25: 2 boxes / 4 photos
+    assert alarms.sweep[list(ev.SWEEP_CONFS).index(0.5)] == 0.25
+    assert result.overall.summary()["mAP50"] == 1.0  # the negatives never reach the dataset's metrics
+    assert "false alarms on 4 photos" in ev.format_table(result)
+    with pytest.raises(ValueError, match="no images"):
+        ev.evaluate("model.onnx", data_yaml, negatives=tmp_path / "ds" / "labels")

@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iou", type=float, default=0.7, help="NMS IoU for classic-head models")
     parser.add_argument("--imgsz", type=int, help="inference size (default: the model's)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument(
+        "--negatives", type=Path, help="folder of photos with no rail vehicle: reports the false alarms per photo"
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/eval"), help="folder for metrics.json and plots")
     parser.add_argument(
         "--set-default-conf",
@@ -42,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
         print("error: --set-default-conf needs an .onnx model", file=sys.stderr)
         return 2
     try:
-        result = evaluate(args.model, args.data, args.split, args.conf, args.iou, args.device, args.imgsz)
+        result = evaluate(
+            args.model, args.data, args.split, args.conf, args.iou, args.device, args.imgsz, args.negatives
+        )
     except (ValueError, RailvisionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -30,6 +30,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="output .onnx (default: next to the weights)")
     parser.add_argument("--imgsz", type=int, help="square input size (default: the training size)")
     parser.add_argument("--dynamic", action="store_true", help="dynamic batch and image size")
+    parser.add_argument(
+        "--gate",
+        choices=("prior", "max"),
+        help="first write OUT.pt: the weights' class rows gated by --prior's --prior-class row (prior: the "
+        "prior says where and how sure, the trained rows which kind; max: the better of the two). For weights "
+        "trained with --init-from-class and --train-only class-rows from --prior",
+    )
+    parser.add_argument("--prior", type=Path, help="the checkpoint the weights were fine-tuned from")
+    parser.add_argument("--prior-class", default="train", help="the prior's class that finds rail vehicles")
+    parser.add_argument(
+        "--gate-sharpness", type=float, default=1.0, help="> 1 pushes down the runner-up kinds of each box"
+    )
     parser.add_argument("--half", action="store_true", help="FP16 weights, for the CUDA provider (needs a GPU)")
     parser.add_argument(
         "--int8",

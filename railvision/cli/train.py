@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from railvision.cli.common import config_from_args
-from railvision.train import AUGMENTATIONS, PRETRAINED_WEIGHTS, SHIPPED_WEIGHTS, TrainConfig, train
+from railvision.train import AUGMENTATIONS, PRETRAINED_WEIGHTS, SHIPPED_WEIGHTS, TRAINABLE, TrainConfig, train
 from railvision.ultralytics_env import missing_training_extra
 
 
@@ -45,14 +45,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--freeze", type=int, default=0, metavar="N", help="keep the first N layers fixed (10: the backbone)"
     )
     parser.add_argument(
+        "--init-from-class",
+        metavar="NAME",
+        help="start every class's final classification conv (all scales, both heads) as a copy of the start "
+        "checkpoint's row for class NAME (e.g. COCO 'train'), so training only has to split it into the kinds",
+    )
+    parser.add_argument(
+        "--train-only",
+        choices=TRAINABLE,
+        help="train only the final class convs, the classification branches or the detection head; the rest "
+        "(batch-norm statistics included) keeps what the start checkpoint learned from real photos",
+    )
+    parser.add_argument(
+        "--set",
+        dest="extra",
+        action="append",
+        type=ultralytics_override,
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other Ultralytics training argument, e.g. --set mosaic=0.5 --set lr0=0.002 (repeatable)",
+    )
+    parser.add_argument(
         "--no-val", dest="val", action="store_false", help="validate only after the last epoch (saves time on CPU)"
     )
+
+
+def ultralytics_override(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with the value read as YAML (numbers, booleans, lists), as Ultralytics' own CLI does."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), yaml.safe_load(value)
 
 
 def run(args: argparse.Namespace) -> int:
     if message := missing_training_extra("train"):
         print(message, file=sys.stderr)
         return 2
+    args.extra = dict(args.extra)
     cfg = config_from_args(TrainConfig, args)
     if not cfg.resume and not cfg.data.is_file():
         print(f"data file not found: {cfg.data}", file=sys.stderr)

@@ -468,7 +468,7 @@ def gondola(rng: np.random.Generator, length: float, hopper: bool) -> np.ndarray
     """Open gondola, or a hopper (open coal/ore or covered grain) with chutes under the body."""
     b = MeshBuilder()
     running_gear(b, length, 1.2)
-    body = weathered(rng, pick(rng, "freight_misc"), 0.45)
+    body = weathered(rng, pick(rng, "hopper" if hopper else "gondola"), 0.45)
     body_len = length - 1.4
     top = rng.uniform(3.3, 3.7) if not hopper else rng.uniform(4.0, 4.6)
     bottom = 1.25 if not hopper else 1.6
@@ -489,11 +489,35 @@ def gondola(rng: np.random.Generator, length: float, hopper: bool) -> np.ndarray
         b.prism_across(profile, w, body, Mat.RIBBED)
         chutes = np.linspace(-body_len / 2 + slope + 1.0, body_len / 2 - slope - 1.0, 3)
         b.boxes(np.stack([chutes, np.zeros(3), np.full(3, bottom - 0.55)], 1), (1.4, 2.2, 0.5), body * 0.6)
+        ribs = np.linspace(-body_len / 2 + slope, body_len / 2 - slope, int(rng.integers(5, 9)))
+        for side in (-1, 1):  # vertical side ribs over the straight part of the body
+            b.boxes(
+                np.stack([ribs, np.full(len(ribs), side * (w / 2 + 0.04)), np.full(len(ribs), (2.6 + top) / 2)], 1),
+                (0.12, 0.08, top - 2.6),
+                body * 0.8,
+                Mat.METAL,
+            )
     else:
         for side in (-1, 1):
-            b.box((0, side * (w / 2 - 0.05), (bottom + top) / 2), (body_len, 0.1, top - bottom), body, Mat.RIBBED)
+            b.box((0, side * (w / 2 - 0.05), (bottom + top) / 2), (body_len, 0.1, top - bottom), body, Mat.PLAIN)
             b.box((side * (body_len / 2 - 0.05), 0, (bottom + top) / 2), (0.1, w, top - bottom), body * 0.9)
-        b.box((0, 0, bottom + 0.05), (body_len, w, 0.1), body * 0.6)
+        b.box((0, 0, bottom + 0.05), (body_len, w, 0.1), body * 0.45)  # floor, seen through the open top
+        for side in (-1, 1):  # inner wall faces: darker, so the open top reads from a raised camera
+            b.box((0, side * (w / 2 - 0.12), (bottom + top) / 2), (body_len - 0.2, 0.02, top - bottom), body * 0.5)
+        stakes = np.linspace(-body_len / 2 + 0.35, body_len / 2 - 0.35, int(rng.integers(8, 13)))
+        for side in (-1, 1):  # the evenly spaced outside stakes and the heavy top rim of a Russian gondola
+            b.boxes(
+                np.stack(
+                    [stakes, np.full(len(stakes), side * (w / 2 + 0.05)), np.full(len(stakes), (bottom + top) / 2)], 1
+                ),
+                (0.16, 0.1, top - bottom),
+                body * 0.75,
+                Mat.METAL,
+            )
+            b.box((0, side * (w / 2 + 0.02), top - 0.08), (body_len + 0.1, 0.2, 0.18), body * 0.7, Mat.METAL)
+            b.box((0, side * (w / 2 + 0.02), bottom + 0.15), (body_len, 0.18, 0.3), body * 0.6, Mat.METAL)  # hinges
+        if rng.random() < 0.7:
+            number_marks(b, rng, -body_len * 0.3, (bottom + top) / 2, w / 2 + 0.11, (0.92, 0.92, 0.88))
     if covered:
         b.cylinder((0, 0, top), (w / 2, 0.35), body_len, body * 1.05, Mat.METAL, arc=(0, np.pi))
         hatches = np.linspace(-body_len / 2 + 1.5, body_len / 2 - 1.5, 4)

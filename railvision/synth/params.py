@@ -13,8 +13,8 @@ VEHICLE_KINDS: dict[str, tuple[str, float]] = {
     "tank": ("tank_car", 3.0),
     "tarp_flat": ("covered_flatbed", 2.5),
     "boxcar": ("closed_wagon", 2.5),
-    "hopper": ("other_railcar", 0.7),
-    "gondola": ("other_railcar", 0.7),
+    "hopper": ("other_railcar", 1.2),  # gondolas and hoppers: most of real freight that is not in the four kinds
+    "gondola": ("other_railcar", 1.4),
     "flat_empty": ("other_railcar", 0.4),
     "flat_vehicles": ("other_railcar", 0.35),
     "flat_container": ("other_railcar", 0.45),
@@ -61,6 +61,9 @@ LIVERIES = {
     "tarp": [(0.16, 0.27, 0.13), (0.20, 0.30, 0.15), (0.24, 0.32, 0.18), (0.13, 0.21, 0.11), (0.30, 0.33, 0.20)],
     "tarp_rare": [(0.45, 0.40, 0.27), (0.40, 0.41, 0.40), (0.18, 0.26, 0.40)],
     "freight_misc": [(0.30, 0.15, 0.10), (0.40, 0.40, 0.40), (0.25, 0.22, 0.20), (0.45, 0.28, 0.15)],
+    # gondolas: red-brown, green, grey, the red corporate livery; hoppers: grey-green, brown, grey, cement grey
+    "gondola": [(0.36, 0.14, 0.09), (0.16, 0.28, 0.17), (0.40, 0.40, 0.40), (0.58, 0.10, 0.08), (0.27, 0.22, 0.18)],
+    "hopper": [(0.36, 0.40, 0.33), (0.38, 0.22, 0.14), (0.50, 0.50, 0.48), (0.62, 0.61, 0.57), (0.30, 0.30, 0.32)],
     "coach": [(0.12, 0.30, 0.18), (0.15, 0.25, 0.45), (0.50, 0.15, 0.12), (0.60, 0.60, 0.55)],
     "container": [(0.55, 0.15, 0.10), (0.15, 0.30, 0.50), (0.10, 0.35, 0.25), (0.70, 0.55, 0.15), (0.65, 0.65, 0.62)],
     "military": [(0.25, 0.28, 0.16), (0.33, 0.32, 0.22), (0.20, 0.22, 0.15)],
@@ -90,12 +93,12 @@ CURVE = {"prob": 0.35, "radius_m_log": (350.0, 3000.0)}  # curved lines; straigh
 
 VIEW_RANGES = {
     "ground": {
-        "telephoto_prob": 0.7,
+        "telephoto_prob": 0.5,  # the other half close and medium views, as most real photos of wagons are
         "focal_mm_tele": (100.0, 800.0),
         "focal_mm_close": (28.0, 110.0),
         "range_m_tele_log": (100.0, 3000.0),
         "range_m_close_log": (35.0, 160.0),
-        "car_height_px_log": (12.0, 320.0),  # target apparent height of a car, picks range vs focal
+        "car_height_px_log": (22.0, 320.0),  # apparent car height at 640 px: tiny ones are left to tiling
         "camera_height_m": (1.5, 12.0),
         "camera_height_m_elevated": (12.0, 45.0),
         "elevated_prob": 0.2,
@@ -114,7 +117,7 @@ VIEW_RANGES = {
         "shimmer_px": (0.0, 1.6),
     },
     "overhead": {
-        "gsd_m": (0.15, 1.0),
+        "gsd_m": (0.12, 0.45),  # a car at least ~33 px long at 640 px; coarser imagery is tiled
         "off_nadir_deg": (0.0, 18.0),
         "tracks": (1, 9),
         "haze": (0.0, 0.25),
@@ -129,6 +132,8 @@ LIGHT = {
     "ambient_sunny": (0.30, 0.45),
     "ambient_overcast": (0.65, 0.9),
 }
+
+HELD_OUT_BACKGROUND_EVERY = 4  # every 4th background photo (sorted by name) is never a backdrop: false-alarm test
 
 POST = {
     "photo_background_prob": 0.85,  # when photos are available; procedural backgrounds otherwise

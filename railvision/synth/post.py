@@ -12,26 +12,29 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from railvision.synth.params import POST
+from railvision.synth.params import HELD_OUT_BACKGROUND_EVERY, POST
 from railvision.synth.render import RenderResult
 from railvision.synth.scene import Scene
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
+def backdrop_photos(root: Path | None, view: str) -> tuple[list[Path], list[Path]]:
+    """(backdrops, held out) among the photos under ``root/view``: every ``HELD_OUT_BACKGROUND_EVERY``-th
+    one is never drawn behind a scene, so false alarms can be measured on real photos the model never saw."""
+    folder = root / view if root else None
+    if not folder or not folder.is_dir():
+        return [], []
+    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    held = set(photos[::HELD_OUT_BACKGROUND_EVERY])
+    return [p for p in photos if p not in held], sorted(held)
+
+
 class Backgrounds:
     """Real background photos under ``root/ground`` and ``root/overhead``; procedural when absent."""
 
     def __init__(self, root: Path | None) -> None:
-        self.files: dict[str, list[Path]] = {}
-        for view in ("ground", "overhead"):
-            folder = root / view if root else None
-            found = (
-                sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-                if folder and folder.is_dir()
-                else []
-            )
-            self.files[view] = found
+        self.files = {view: backdrop_photos(root, view)[0] for view in ("ground", "overhead")}
 
     def sample(self, rng: np.random.Generator, view: str, size: int, gsd: float = 0.0) -> np.ndarray:
         """A ``size`` square background; overhead photos are rescaled from their (assumed) resolution to ``gsd``."""
