@@ -314,6 +314,42 @@ def write_data_yaml(out: Path, names: Iterable[str], splits: Iterable[str], extr
     return path
 
 
+def split_dataset(data_yaml: str | Path, n_train: int, out: Path, seed: int = 0, split: str = "val") -> Path:
+    """Copy ``n_train`` randomly chosen images of ``split`` into ``out``'s train split and the rest into val.
+
+    For fine-tuning on a few of one's own photos and scoring on the others. A dataset class named
+    ``ignore`` moves to ``ignore/`` sidecar files, so training never learns it as a class while
+    evaluation still leaves those regions out; class ids follow the taxonomy by name."""
+    dataset = load_dataset(data_yaml)
+    images = sorted(dataset.splits.get(split, []))
+    if not 0 < n_train < len(images):
+        raise ValueError(f"--train must be between 1 and {len(images) - 1} ({len(images)} {split} images)")
+    unknown = [n for n in dataset.names if n not in (*CLASS_NAMES, IGNORE)]
+    if unknown:
+        raise ValueError(f"classes {unknown} are not in the taxonomy ({', '.join(CLASS_NAMES)}) nor {IGNORE!r}")
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} exists and is not empty")
+    chosen = set(np.random.default_rng(seed).choice(len(images), n_train, replace=False).tolist())
+    for i, image in enumerate(images):
+        part = "train" if i in chosen else "val"
+        target = out / "images" / part / image.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(image, target)
+        labels, ignores = [], [" ".join(row) for row in read_label_lines(ignore_path(image))]
+        for row in read_label_lines(label_path(image)):
+            name = dataset.names[int(row[0])]
+            if name == IGNORE:
+                ignores.append(" ".join(row[1:]))
+            else:
+                labels.append(" ".join([str(CLASS_NAMES.index(name)), *row[1:]]))
+        for folder, lines in (("labels", labels), (IGNORE, ignores)):
+            path = sibling_path(target, folder)
+            if lines or folder == "labels":
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text("".join(f"{line}\n" for line in lines))
+    return write_data_yaml(out, CLASS_NAMES, ("train", "val"), {"seed": seed, "source": str(data_yaml)})
+
+
 @dataclass
 class ImportReport:
     data_yaml: Path

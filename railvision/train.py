@@ -86,6 +86,16 @@ def use_all_cores(trainer: Any) -> None:
         torch.set_num_threads(os.cpu_count() or 1)
 
 
+def loader_workers(workers: int):
+    """Callback giving the CPU trainer its data-loader workers back: Ultralytics sets none on CPU, so decoding
+    and augmenting ran on the one core the model was not using (half the machine idle with a frozen trunk)."""
+
+    def restore(trainer: Any) -> None:
+        trainer.args.workers = workers
+
+    return restore
+
+
 def short_run_schedule(epochs: int) -> dict[str, float]:
     """Warm-up and mosaic-closing scaled to the run: Ultralytics' 3 warm-up epochs and 10 mosaic-free
     final epochs suit 100-epoch GPU runs, but would be the whole of a few-epoch CPU run."""
@@ -206,6 +216,7 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         freeze = frozen_except(model.model, cfg.train_only)
         log(f"training only the {cfg.train_only}; {len(freeze)} layers and branches fixed")
     model.add_callback("on_train_start", use_all_cores)
+    model.add_callback("on_pretrain_routine_start", loader_workers(cfg.workers))
     start = time.perf_counter()
     if cfg.resume:
         model.train(resume=True, device=device, workers=cfg.workers)

@@ -204,3 +204,27 @@ def test_check_finds_every_defect_kind(broken_dataset: Path, tmp_path: Path, cap
 def test_check_exits_zero_on_a_clean_dataset(tmp_path: Path) -> None:
     data_yaml, _ = make_dataset(tmp_path, {"train": 2, "val": 1})
     assert main(["data", "check", str(data_yaml)]) == 0
+
+
+def test_split_moves_ignore_to_sidecars_and_is_seeded(tmp_path: Path, capsys) -> None:
+    """A realdev-like set (classes 0-4 plus 'ignore' as class 5) split into 3 train and 2 val photos."""
+    data_yaml, truth = make_dataset(tmp_path / "src", {"val": 5}, classes=(1, 3))
+    data_yaml.write_text(data_yaml.read_text().replace("  4: other_railcar\n", "  4: other_railcar\n  5: ignore\n"))
+    for image in truth:  # the closed_wagon (class 3) box of each photo becomes class 5, ignore
+        path = label_path(image)
+        path.write_text(path.read_text().replace("\n3 ", "\n5 "))
+    out = tmp_path / "split"
+    assert main(["data", "split", str(data_yaml), "--train", "3", "--out", str(out), "--seed", "7"]) == 0
+    assert "3 train and 2 val images (seed 7)" in capsys.readouterr().out
+    split = load_dataset(out / "data.yaml")
+    assert split.names == list(CLASS_NAMES) and len(split.splits["train"]) == 3 and len(split.splits["val"]) == 2
+    for image in split.splits["train"] + split.splits["val"]:
+        assert [row[0] for row in (line.split() for line in label_path(image).read_text().splitlines())] == ["1"]
+        assert len(ignore_path(image).read_text().split()) == 4  # the former class-5 box, now a region
+    again = tmp_path / "again"
+    assert main(["data", "split", str(data_yaml), "--train", "3", "--out", str(again), "--seed", "7"]) == 0
+    assert sorted(p.name for p in (again / "images" / "train").iterdir()) == sorted(
+        p.name for p in split.splits["train"]
+    )
+    assert main(["data", "split", str(data_yaml), "--train", "5", "--out", str(tmp_path / "x")]) == 2
+    assert "between 1 and 4" in capsys.readouterr().err

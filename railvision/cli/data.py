@@ -7,7 +7,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from railvision.data import PARSERS, SEVERITY, check_dataset, import_dataset, parse_mapping
+from railvision.data import PARSERS, SEVERITY, check_dataset, import_dataset, parse_mapping, split_dataset
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     imp.add_argument("--val-fraction", type=float, default=0.2, help="share of images put in the val split")
     imp.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
 
+    spl = sub.add_parser("split", help="split a dataset into K photos to fine-tune on and the rest to score on")
+    spl.add_argument("data", type=Path, help="data.yaml")
+    spl.add_argument("--train", type=int, required=True, metavar="K", help="number of photos to train on")
+    spl.add_argument("--out", type=Path, required=True, help="new folder for the split dataset (copies)")
+    spl.add_argument("--seed", type=int, default=0, help="seed of the random choice")
+    spl.add_argument("--split", default="val", help="the split of DATA to draw from (default val)")
+
     chk = sub.add_parser("check", help="report what would make training go wrong; exit 1 if anything would")
     chk.add_argument("data", type=Path, help="data.yaml")
     chk.add_argument("--fix", type=Path, metavar="OUTDIR", help="write a repaired copy into this new folder")
@@ -32,10 +39,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        return run_import(args) if args.action == "import" else run_check(args)
+        return {"import": run_import, "check": run_check, "split": run_split}[args.action](args)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def run_split(args: argparse.Namespace) -> int:
+    data_yaml = split_dataset(args.data, args.train, args.out, args.seed, args.split)
+    counts = {part: len(list((args.out / "images" / part).iterdir())) for part in ("train", "val")}
+    print(f"wrote {data_yaml}: {counts['train']} train and {counts['val']} val images (seed {args.seed})")
+    return 0
 
 
 def run_import(args: argparse.Namespace) -> int:
