@@ -18,7 +18,7 @@ from pathlib import Path
 
 from common import make_images, model_pair
 
-from railvision.label import LabelOptions, label_archive
+from railvision.labelling import LabelOptions, label_archive
 from railvision.ultralytics_env import import_ultralytics
 
 

@@ -23,9 +23,9 @@ import cv2
 import httpx
 import numpy as np
 import psutil
+from local_server import local_server
 
 from railvision.engine import DEFAULT_MODEL, Detector
-from serve.local import local_server
 
 BOUNDARY = "railvisionbench"
 

@@ -8,11 +8,13 @@ instead of crashing inside OpenCV. The pixel limit is checked from the file head
 
 from __future__ import annotations
 
+import io
 import os
-import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import BmpImagePlugin, Image, JpegImagePlugin, PngImagePlugin, TiffImagePlugin, WebPImagePlugin
 
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(2**31 - 1))  # our own guard below is the real limit
 import cv2
@@ -30,16 +32,24 @@ MAX_PIXELS = int(os.environ.get("RAILVISION_MAX_PIXELS", 200_000_000))  # ~14k x
 
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray
 
-_UNSUPPORTED_MAGIC = {
-    b"GIF8": "GIF",
-    b"\x00\x00\x00\x0cjP": "JPEG 2000",
-    b"%PDF": "PDF",
-    b"8BPS": "PSD",
+SUPPORTED = "JPEG, PNG, WebP, BMP or TIFF"
+# Formats Pillow can name but this package does not read; asked only after our own formats failed to match.
+_NAMED_FORMATS = ["GIF", "JPEG2000", "PSD", "ICO", "ICNS", "DDS", "PCX", "PPM", "SGI", "EPS", "QOI", "FITS"]
+_PILLOW = {
+    "jpeg": JpegImagePlugin.JpegImageFile,
+    "png": PngImagePlugin.PngImageFile,
+    "webp": WebPImagePlugin.WebPImageFile,
+    "bmp": BmpImagePlugin.BmpImageFile,
+    "tiff": TiffImagePlugin.TiffImageFile,
 }
 
 
+def _unsupported(name: str) -> UnsupportedFormatError:
+    return UnsupportedFormatError(f"unsupported format: {name} (use {SUPPORTED})")
+
+
 def sniff_format(data: bytes) -> str:
-    """Format name from the magic bytes: jpeg, png, webp, bmp or tiff."""
+    """Format name from the magic bytes: jpeg, png, webp, bmp or tiff; a named error for anything else."""
     if data[:3] == b"\xff\xd8\xff":
         return "jpeg"
     if data[:8] == b"\x89PNG\r\n\x1a\n":
@@ -50,83 +60,42 @@ def sniff_format(data: bytes) -> str:
         return "bmp"
     if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return "tiff"
-    for magic, name in _UNSUPPORTED_MAGIC.items():
-        if data.startswith(magic):
-            raise UnsupportedFormatError(f"{name} images are not supported (use JPEG, PNG, WebP, BMP or TIFF)")
-    if data[4:8] == b"ftyp":
-        raise UnsupportedFormatError("HEIC/AVIF images are not supported (use JPEG, PNG, WebP, BMP or TIFF)")
-    raise NotAnImageError("not an image: unrecognised file signature (expected JPEG, PNG, WebP, BMP or TIFF)")
+    if data[4:8] == b"ftyp":  # ISO media: HEIC/HEIF from phones, AVIF
+        raise _unsupported("AVIF" if data[8:12] in (b"avif", b"avis") else "HEIC/HEIF")
+    if data.startswith(b"%PDF"):
+        raise _unsupported("PDF")
+    Image.init()
+    for name in _NAMED_FORMATS:  # each Pillow plugin's own signature test, on the first bytes only
+        accept = Image.OPEN.get(name, (None, None))[1]
+        if accept is not None and accept(data[:64]):
+            raise _unsupported(name)
+    raise NotAnImageError(f"not an image: unrecognised file signature (expected {SUPPORTED})")
 
 
-def _jpeg_header(data: bytes) -> tuple[int, int, int]:
-    """(width, height, offset of the first scan) from the JPEG markers."""
-    pos, size = 2, None
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            raise CorruptImageError("corrupt JPEG: bad marker")
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker == 0xDA:  # start of scan
-            if size is None:
-                break
-            return size[0], size[1], pos
-        length = struct.unpack(">H", data[pos + 2 : pos + 4])[0]
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and pos + 9 <= len(data):
-            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
-            size = (width, height)
-        pos += 2 + length
-    raise CorruptImageError("corrupt or truncated JPEG: no image data found")
+@dataclass(frozen=True)
+class Header:
+    """What a file's header says, read by Pillow without decoding any pixel."""
+
+    format: str  # jpeg, png, webp, bmp or tiff
+    width: int
+    height: int
+    data_offset: int  # where the header ends (for JPEG: the first scan)
 
 
-def _tiff_size(data: bytes) -> tuple[int, int]:
-    endian = "<" if data[:2] == b"II" else ">"
-    if data[2:4] in (b"+\x00", b"\x00+"):  # BigTIFF
-        (ifd,) = struct.unpack(endian + "Q", data[8:16])
-        (count,) = struct.unpack(endian + "Q", data[ifd : ifd + 8])
-        entries, step, start = count, 20, ifd + 8
-    else:
-        (ifd,) = struct.unpack(endian + "I", data[4:8])
-        (count,) = struct.unpack(endian + "H", data[ifd : ifd + 2])
-        entries, step, start = count, 12, ifd + 2
-    found: dict[int, int] = {}
-    for i in range(entries):
-        entry = data[start + i * step : start + (i + 1) * step]
-        tag, kind = struct.unpack(endian + "HH", entry[:4])
-        if tag in (256, 257):
-            value = entry[8 if step == 12 else 12 :]
-            found[tag] = struct.unpack(endian + ("H" if kind == 3 else "I"), value[: 2 if kind == 3 else 4])[0]
-    if 256 not in found or 257 not in found:
-        raise CorruptImageError("corrupt TIFF: no image size in the first directory")
-    return found[256], found[257]
+def read_header(data: bytes) -> Header:
+    fmt = sniff_format(data)
+    stream = io.BytesIO(data)
+    try:  # the plugin class directly: Pillow's own pixel-count check in Image.open is not ours to apply
+        width, height = _PILLOW[fmt](stream).size
+    except Exception:  # Pillow raises SyntaxError, OSError, struct.error, ... for a damaged header
+        raise CorruptImageError(f"corrupt or truncated {fmt.upper()}: header is incomplete or unreadable") from None
+    return Header(fmt, int(width), int(height), stream.tell())
 
 
 def image_size(data: bytes) -> tuple[int, int]:
     """(width, height) read from the header alone, without decoding pixels."""
-    fmt = sniff_format(data)
-    try:
-        if fmt == "jpeg":
-            width, height, _ = _jpeg_header(data)
-        elif fmt == "png":
-            width, height = struct.unpack(">II", data[16:24])
-        elif fmt == "bmp":
-            width, height = struct.unpack("<ii", data[18:26])
-        elif fmt == "webp":
-            chunk = data[12:16]
-            if chunk == b"VP8X":
-                width = 1 + int.from_bytes(data[24:27], "little")
-                height = 1 + int.from_bytes(data[27:30], "little")
-            elif chunk == b"VP8L":
-                bits = int.from_bytes(data[21:25], "little")
-                width, height = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-            else:
-                width, height = (v & 0x3FFF for v in struct.unpack("<HH", data[26:30]))
-        else:
-            width, height = _tiff_size(data)
-    except struct.error:
-        raise CorruptImageError(f"corrupt or truncated {fmt.upper()}: header is incomplete") from None
-    return abs(width), abs(height)
+    header = read_header(data)
+    return header.width, header.height
 
 
 def to_bgr8(image: np.ndarray) -> np.ndarray:
@@ -156,17 +125,16 @@ def decode(data: bytes, max_pixels: int | None = None) -> np.ndarray:
     """Bytes of a JPEG/PNG/WebP/BMP/TIFF file to a BGR uint8 array, EXIF orientation applied."""
     if len(data) == 0:
         raise EmptyImageError("empty file")
-    width, height = image_size(data)
+    header = read_header(data)
+    width, height, fmt = header.width, header.height, header.format
     limit = MAX_PIXELS if max_pixels is None else max_pixels
     if width * height > limit:
         raise ImageTooLargeError(f"image is {width}x{height} = {width * height:,} pixels, over the limit of {limit:,}")
     if width == 0 or height == 0:
         raise CorruptImageError(f"image header says {width}x{height} pixels")
-    fmt = sniff_format(data)
-    if fmt == "jpeg":
-        _, _, scan = _jpeg_header(data)
-        if data.rfind(b"\xff\xd9") < scan:  # libjpeg would silently grey-fill the missing part
-            raise CorruptImageError("truncated JPEG: the image data ends before its end marker")
+    # libjpeg would silently grey-fill a missing part (an EXIF thumbnail's end marker lies before the scan)
+    if fmt == "jpeg" and data.rfind(b"\xff\xd9") < header.data_offset:
+        raise CorruptImageError("truncated JPEG: the image data ends before its end marker")
     buffer = np.frombuffer(data, dtype=np.uint8)
     # JPEG has no alpha: decode it the way that applies EXIF orientation; keep alpha and depth for the rest.
     flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR if fmt == "jpeg" else cv2.IMREAD_UNCHANGED

@@ -135,15 +135,20 @@ def synthetic_available() -> bool:
     return importlib.util.find_spec("railvision.synth") is not None
 
 
-def generate_synthetic(n: int, out_dir: Path, seed: int, imgsz: int) -> Path:
-    """Render ``n`` synthetic images with ``railvision synth`` and return its data.yaml."""
+def generate_synthetic(n: int, out_dir: Path, seed: int, imgsz: int, log=print) -> Path:
+    """Render ``n`` synthetic images (both views, the default backgrounds) and return their data.yaml."""
     if not synthetic_available():
         raise RuntimeError("--synthetic is not available: the railvision.synth package is not installed in this copy")
-    from railvision.cli import main
+    from railvision.synth import SynthError
+    from railvision.synth.dataset import VIEWS, SynthConfig, generate, print_progress
+    from railvision.synth.post import default_backgrounds
 
-    code = main(["synth", "--out", str(out_dir), "--n", str(n), "--seed", str(seed), "--imgsz", str(imgsz)])
-    if code != 0 or not (out_dir / "data.yaml").is_file():
-        raise RuntimeError(f"synthetic data generation failed (exit code {code}); see the messages above")
+    cfg = SynthConfig(out_dir, n, VIEWS, seed, imgsz, backgrounds=default_backgrounds())
+    try:
+        stats = generate(cfg, workers=os.cpu_count() or 1, progress=print_progress)
+    except SynthError as exc:
+        raise RuntimeError(f"synthetic data generation failed: {exc}") from exc
+    log(f"wrote {stats['images']} synthetic images ({stats['instances']} boxes) to {out_dir}")
     return out_dir / "data.yaml"
 
 
@@ -197,7 +202,7 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     if cfg.synthetic > 0:
         synth_dir = Path(cfg.project) / f"{cfg.name}-synthetic"
         log(f"generating {cfg.synthetic} synthetic images into {synth_dir}")
-        synth_yaml = generate_synthetic(cfg.synthetic, synth_dir, cfg.seed, cfg.imgsz)
+        synth_yaml = generate_synthetic(cfg.synthetic, synth_dir, cfg.seed, cfg.imgsz, log)
         data = merge_datasets(data, synth_yaml, synth_dir / "merged")
         log(f"training on {data} (real + synthetic; validation on the real set)")
 

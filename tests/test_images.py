@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import struct
-import zlib
 
 import cv2
 import numpy as np
 import pytest
+from toy_data import png_claiming
 
 from railvision import (
     CorruptImageError,
@@ -68,12 +68,6 @@ def test_exif_orientation_is_applied():
     assert rotated.shape == (200, 120, 3)
 
 
-def _png_claiming(width: int, height: int) -> bytes:
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = b"IHDR" + ihdr
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
-
-
 @pytest.mark.parametrize(
     ("data", "error", "message"),
     [
@@ -84,7 +78,7 @@ def _png_claiming(width: int, height: int) -> bytes:
         (encode(".jpg")[:-400], CorruptImageError, "truncated JPEG"),
         (encode(".png")[:300], CorruptImageError, "PNG"),
         (encode(".png")[:20], CorruptImageError, "header"),
-        (_png_claiming(60000, 60000), ImageTooLargeError, "over the limit"),
+        (png_claiming(60000, 60000), ImageTooLargeError, "over the limit"),
     ],
     ids=["empty", "text", "gif", "heic", "truncated-jpeg", "truncated-png", "cut-header", "bomb"],
 )
@@ -103,3 +97,31 @@ def test_pixel_limit_is_configurable_and_checked_before_decoding():
 def test_missing_path_is_reported(tmp_path):
     with pytest.raises(NotAnImageError, match="no such file"):
         load_image(tmp_path / "nope.jpg")
+
+
+def _pillow_encoded(fmt: str) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(PHOTO[:, :, ::-1]).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "name"),
+    [
+        (_pillow_encoded("GIF"), "GIF"),
+        (_pillow_encoded("PPM"), "PPM"),
+        (encode(".jp2"), "JPEG2000"),
+        (b"\x00\x00\x00\x1cftypavif" + bytes(100), "AVIF"),
+        (b"\x00\x00\x00\x18ftypheic" + bytes(100), "HEIC"),
+        (b"%PDF-1.7\n" + bytes(100), "PDF"),
+        (b"8BPS\x00\x01" + bytes(100), "PSD"),
+    ],
+    ids=["gif", "ppm", "jpeg2000", "avif", "heic", "pdf", "psd"],
+)
+def test_formats_we_do_not_read_are_named(data: bytes, name: str) -> None:
+    with pytest.raises(UnsupportedFormatError, match=f"unsupported format: {name}"):
+        load_image(data)

@@ -7,11 +7,9 @@ import base64
 import hashlib
 import re
 import shutil
-import struct
 import subprocess
 import sys
 import threading
-import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,10 +17,12 @@ import cv2
 import httpx
 import numpy as np
 import pytest
+from fresh_python import TORCH_ABSENT
+from local_server import local_server
+from toy_data import png_claiming
 
-from serve.app import create_app
-from serve.local import local_server
-from serve.settings import Settings
+from railvision.serve.app import create_app
+from railvision.serve.settings import Settings
 
 pytestmark = pytest.mark.anyio
 
@@ -76,8 +76,9 @@ def assert_scene(answer: dict, name: str = "scene.png") -> None:
 
 
 def batch_sizes(metrics_text: str) -> dict[str, int]:
-    """Cumulative ``railvision_batch_size`` buckets from the Prometheus text."""
-    return {le: int(n) for le, n in re.findall(r'railvision_batch_size_bucket\{le="([^"]+)"\} (\d+)', metrics_text)}
+    """Cumulative ``railvision_batch_size`` buckets from the Prometheus text, keyed ``"1"`` whether written 1 or 1.0."""
+    found = re.findall(r'railvision_batch_size_bucket\{le="([^"]+)"\} (\S+)', metrics_text)
+    return {le if le == "+Inf" else f"{float(le):g}": int(float(n)) for le, n in found}
 
 
 # --- routes -----------------------------------------------------------------------------------------
@@ -198,9 +199,9 @@ async def test_without_a_model_the_service_runs_but_is_not_ready(tmp_path, png):
 
 
 def test_module_app_imports_without_a_model(tmp_path):
-    """``uvicorn serve.app:app`` must not crash at import when no model exists."""
+    """``uvicorn railvision.serve.app:app`` must not crash at import when no model exists, nor load torch."""
     env = {"RAILVISION_MODEL": str(tmp_path / "missing.onnx"), "PATH": ""}
-    code = "import serve.app; print(type(serve.app.app).__name__)"
+    code = f"import sys; import railvision.serve.app as m; print(type(m.app).__name__); {TORCH_ABSENT}"
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "FastAPI"
@@ -221,13 +222,6 @@ def test_settings_from_environment(monkeypatch):
 # --- bad input --------------------------------------------------------------------------------------
 
 
-def png_header(width: int, height: int) -> bytes:
-    """A PNG that claims ``width x height`` pixels: a decompression bomb, refused from the header alone."""
-    ihdr = struct.pack(">II", width, height) + b"\x08\x02\x00\x00\x00"
-    chunk = b"IHDR" + ihdr
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk)) + bytes(64)
-
-
 def jpeg(image: np.ndarray) -> bytes:
     return cv2.imencode(".jpg", image)[1].tobytes()
 
@@ -240,7 +234,7 @@ BAD_INPUTS = {
         422,
         "corrupt_image",
     ),
-    "pixel bomb": ({"files": files(("bomb.png", png_header(100_000, 100_000)))}, 413, "image_too_large"),
+    "pixel bomb": ({"files": files(("bomb.png", png_claiming(100_000, 100_000)))}, 413, "image_too_large"),
     "gif": ({"files": files(("anim.gif", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;"))}, 415, "unsupported_format"),
     "invalid base64": ({"json": {"images": [{"name": "b64", "data": "not base64!"}]}}, 400, "invalid_base64"),
     "conf out of range": ({"params": {"conf": "1.5"}}, 422, "invalid_parameter"),

@@ -7,8 +7,7 @@ import shutil
 
 import cv2
 import pytest
-
-from serve.local import local_server
+from local_server import local_server
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.timeout(120)

@@ -65,6 +65,17 @@ def test_cpu_training_uses_every_core(monkeypatch) -> None:
         torch.set_num_threads(before)
 
 
+def test_cpu_training_gets_its_loader_workers_back() -> None:
+    """Ultralytics sets workers=0 on CPU after reading the arguments; the callback runs before the loaders."""
+    from types import SimpleNamespace
+
+    from railvision.train import loader_workers
+
+    trainer = SimpleNamespace(args=SimpleNamespace(workers=0))
+    loader_workers(2)(trainer)
+    assert trainer.args.workers == 2
+
+
 def test_domain_augmentations_build_and_serialise() -> None:
     import albumentations as A
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -61,3 +63,15 @@ def make_dataset(
             (root / "labels" / split / f"{split}_{i}.txt").write_text("\n".join(lines) + "\n")
             truth[image] = boxes
     return write_data_yaml(root, CLASS_NAMES, splits), truth
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A complete, tiny PNG file whose header claims ``width x height`` pixels: a decompression bomb."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+
+    def chunk_bytes(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    # a complete file, as a real bomb is: header, a little compressed data, end
+    body = chunk_bytes(b"IHDR", ihdr) + chunk_bytes(b"IDAT", zlib.compress(bytes(1000))) + chunk_bytes(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body

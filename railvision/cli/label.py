@@ -12,8 +12,7 @@ import cv2
 from railvision.cli.detect import add_model_arguments
 from railvision.engine import default_model_path
 from railvision.errors import RailvisionError
-from railvision.formats import FORMATS
-from railvision.label import LabelOptions, label_archive
+from railvision.labelling import FORMATS, LabelOptions, label_archive
 
 
 def _formats(value: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""``railvision serve``: the HTTP inference service (``serve.app``) under uvicorn.
+"""``railvision serve``: the HTTP inference service (``railvision.serve.app``) under uvicorn.
 
 Flags override the ``RAILVISION_*`` environment variables; the API key is read from
 ``RAILVISION_API_KEY`` only, so it never shows in the process list.
@@ -28,8 +28,8 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
         from pydantic import ValidationError
 
-        from serve.app import create_app
-        from serve.settings import Settings
+        from railvision.serve.app import create_app
+        from railvision.serve.settings import Settings
     except ImportError as exc:
         print(
             f"error: {exc.name} is missing; install the 'serve' extra: pip install 'railvision[serve]'", file=sys.stderr

@@ -7,20 +7,6 @@ import os
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def default_backgrounds() -> Path | None:
-    """``$RAILVISION_BACKGROUNDS``, else ``../shared/backgrounds`` next to the repo or the cwd, if present."""
-    env = os.environ.get("RAILVISION_BACKGROUNDS")
-    if env is not None:
-        return Path(env) if env else None
-    for base in (REPO_ROOT, Path.cwd()):
-        candidate = base.parent / "shared" / "backgrounds"
-        if candidate.is_dir():
-            return candidate
-    return None
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output dataset folder")
@@ -49,6 +35,7 @@ def _fail(message: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from railvision.synth import SynthError
+    from railvision.synth.post import default_backgrounds
 
     views = tuple(v.strip() for v in args.views.split(",") if v.strip())
     from railvision.synth.dataset import VIEWS, SynthConfig, generate, print_progress

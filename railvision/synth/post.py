@@ -7,6 +7,7 @@ or satellite product would. All functions take images as float32 RGB in [0, 1].
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -17,6 +18,18 @@ from railvision.synth.render import RenderResult
 from railvision.synth.scene import Scene
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def default_backgrounds() -> Path | None:
+    """``$RAILVISION_BACKGROUNDS``, else ``../shared/backgrounds`` next to the repo or the cwd, if present."""
+    env = os.environ.get("RAILVISION_BACKGROUNDS")
+    if env is not None:
+        return Path(env) if env else None
+    for base in (Path(__file__).resolve().parents[2], Path.cwd()):
+        candidate = base.parent / "shared" / "backgrounds"
+        if candidate.is_dir():
+            return candidate
+    return None
 
 
 def backdrop_photos(root: Path | None, view: str) -> tuple[list[Path], list[Path]]:

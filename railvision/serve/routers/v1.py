@@ -1,29 +1,27 @@
-"""The HTTP API: ``/v1`` (detect, model) behind the optional API key; health, metrics and the page."""
+"""``/v1``: detection and the loaded model, behind the optional API key."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from railvision.detections import Detections
 from railvision.draw import draw_detections
 from railvision.errors import ImageError
 from railvision.images import encode_jpeg, load_image
-from serve.batcher import Result
-from serve.errors import ServiceError, invalid_parameters
-from serve.schemas import DetectParams, DetectResponse, ErrorResponse, ModelInfo
-from serve.service import ReadyService, ServiceDep, require_api_key
-from serve.uploads import IMAGE_FIELDS, Upload, read_uploads
+from railvision.serve.batcher import Result
+from railvision.serve.dependencies import ReadyService, require_api_key
+from railvision.serve.errors import ServiceError, invalid_parameters
+from railvision.serve.schemas import DetectParams, DetectResponse, ErrorResponse, ModelInfo
+from railvision.serve.uploads import IMAGE_FIELDS, Upload, read_uploads
 
-INDEX_HTML = Path(__file__).parent / "static" / "index.html"
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 413, 415, 422, 503, 504)
 }
@@ -46,8 +44,7 @@ DETECT_BODY = {
     }
 }
 
-v1 = APIRouter(prefix="/v1", tags=["detection"], dependencies=[Depends(require_api_key)], responses=ERRORS)
-public = APIRouter(tags=["service"])
+router = APIRouter(prefix="/v1", tags=["detection"], dependencies=[Depends(require_api_key)], responses=ERRORS)
 
 
 async def _decode(upload: Upload, max_pixels: int) -> tuple[np.ndarray, float]:
@@ -82,7 +79,7 @@ async def _answer(upload: Upload, image: np.ndarray, decode_ms: float, result: R
     return answer
 
 
-@v1.post("/detect", response_model=DetectResponse, openapi_extra=DETECT_BODY, summary="Detect rolling stock")
+@router.post("/detect", response_model=DetectResponse, openapi_extra=DETECT_BODY, summary="Detect rolling stock")
 async def detect(request: Request, query: Annotated[DetectParams, Query()], service: ReadyService) -> JSONResponse:
     """Images as multipart ``files`` (or ``file``) or JSON base64; parameters in the query string or the body.
 
@@ -118,7 +115,7 @@ async def detect(request: Request, query: Annotated[DetectParams, Query()], serv
     return JSONResponse({"model": service.detector.model_hash, "images": images, "timing": {"total_ms": total_ms}})
 
 
-@v1.get("/model", response_model=ModelInfo, summary="The loaded model")
+@router.get("/model", response_model=ModelInfo, summary="The loaded model")
 async def model(service: ReadyService) -> dict:
     detector = service.detector
     return {
@@ -132,27 +129,3 @@ async def model(service: ReadyService) -> dict:
         "max_batch": service.settings.max_batch,
         "card": {k: v for k, v in detector.metadata.items() if k != "names"},
     }
-
-
-@public.get("/healthz", summary="Liveness")
-async def healthz() -> dict:
-    return {"status": "ok"}
-
-
-@public.get("/readyz", summary="Readiness: 200 once the model is loaded", responses={503: {"model": dict}})
-async def readyz(service: ServiceDep) -> JSONResponse:
-    if service.batcher is None:
-        return JSONResponse({"ready": False, "reason": service.not_ready}, status_code=503)
-    return JSONResponse({"ready": True, "model": service.detector.model_path.name})
-
-
-@public.get("/metrics", dependencies=[Depends(require_api_key)], response_class=PlainTextResponse)
-async def metrics(service: ServiceDep) -> PlainTextResponse:
-    """Prometheus text format."""
-    return PlainTextResponse(service.metrics.render(), media_type="text/plain; version=0.0.4")
-
-
-@public.get("/", response_class=HTMLResponse, include_in_schema=False)
-async def index() -> HTMLResponse:
-    """The drop-a-photo page: public itself; its API calls carry the key typed into it."""
-    return HTMLResponse(INDEX_HTML.read_text(encoding="utf-8"))

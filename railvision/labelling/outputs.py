@@ -17,17 +17,15 @@ from collections import Counter
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from railvision.detections import Detections
-
-if TYPE_CHECKING:
-    from railvision.label import LabelledImage, Results
+from railvision.labelling.geo import to_lonlat
+from railvision.labelling.records import LabelledImage, Results
 
 FORMATS = ("yolo", "coco", "csv", "labelstudio", "cvat", "geojson")
 TEMP_PREFIX = ".railvision-tmp-"
-LONLAT = "EPSG:4326"
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
@@ -225,19 +223,6 @@ def cvat_xml(results: Results) -> str:
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
-def _to_lonlat(geo: dict[str, Any], xs: list[float], ys: list[float]) -> tuple[list[float], list[float]]:
-    """Pixel coordinates through the GeoTIFF's affine transform, then into lon/lat (rasterio only here)."""
-    a, b, c, d, e, f = geo["transform"]
-    east = [a * x + b * y + c for x, y in zip(xs, ys, strict=True)]
-    north = [d * x + e * y + f for x, y in zip(xs, ys, strict=True)]
-    if geo["crs"] == LONLAT:
-        return east, north
-    from rasterio.warp import transform
-
-    lon, lat = transform(geo["crs"], LONLAT, east, north)
-    return list(lon), list(lat)
-
-
 def geojson(results: Results) -> str:
     """Boxes as polygons: lon/lat (EPSG:4326) for georeferenced GeoTIFFs, else pixel coordinates, flagged
     by the ``coordinates`` property (``"lonlat"`` or ``"pixel"``)."""
@@ -246,7 +231,7 @@ def geojson(results: Results) -> str:
         for (x1, y1, x2, y2), conf, cls, name in _boxes(image):
             xs, ys = [x1, x1, x2, x2, x1], [y1, y2, y2, y1, y1]  # counter-clockwise once north is up
             if image.geo is not None:
-                xs, ys = _to_lonlat(image.geo, xs, ys)
+                xs, ys = to_lonlat(image.geo, xs, ys)
                 ring = [[_num(x, 8), _num(y, 8)] for x, y in zip(xs, ys, strict=True)]
             else:
                 ring = [[x, y] for x, y in zip(xs, ys, strict=True)]

@@ -1,4 +1,9 @@
-"""Run the service as a subprocess on a free loopback port: for tests, benchmarks and scripts."""
+"""Run the service as a subprocess on a free loopback port: for the benchmarks and the tests.
+
+It lives beside the benchmarks, not in the service, because it needs httpx (a dev dependency,
+not in the 'serve' extra). Benchmarks run from this folder import it directly; pytest puts this
+folder on ``sys.path`` (``pythonpath`` in pyproject.toml).
+"""
 
 from __future__ import annotations
 

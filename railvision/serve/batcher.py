@@ -22,8 +22,8 @@ import numpy as np
 
 from railvision.detections import Detections
 from railvision.engine import Detector
-from serve.errors import ServiceError
-from serve.metrics import Metrics
+from railvision.serve.errors import ServiceError
+from railvision.serve.metrics import Metrics
 
 
 @dataclass(eq=False)

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from railvision.label import ArchiveFile, LabelOptions, Outcome, chunks, infer, open_detector, prepare
+from railvision.labelling.pipeline import chunks, infer, open_detector, prepare
+from railvision.labelling.records import ArchiveFile, LabelOptions, Outcome
 
 
 class Labeller:

@@ -10,9 +10,9 @@ import cv2
 
 from railvision.draw import draw_detections
 from railvision.errors import ImageError
-from railvision.formats import write_atomic
 from railvision.images import encode_jpeg, load_image
-from railvision.label import LabelledImage, Results
+from railvision.labelling.outputs import write_atomic
+from railvision.labelling.records import LabelledImage, Results
 
 TOP_PHOTOS = 50  # rows in the table of photos with the most detections
 THUMBNAILS = 24  # of those, how many are shown with their boxes

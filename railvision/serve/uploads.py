@@ -15,8 +15,8 @@ from pydantic import ValidationError
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from serve.errors import ServiceError, invalid_parameters
-from serve.schemas import DetectJSON
+from railvision.serve.errors import ServiceError, invalid_parameters
+from railvision.serve.schemas import DetectJSON
 
 IMAGE_FIELDS = ("files", "file")
 

@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from dataclasses import dataclass, field
-from typing import Annotated
-
-from fastapi import Depends, Request
 
 from railvision.engine import Detector
 from railvision.errors import RailvisionError
-from serve.batcher import Batcher
-from serve.errors import ServiceError
-from serve.metrics import Metrics
-from serve.settings import Settings
+from railvision.serve.batcher import Batcher
+from railvision.serve.metrics import Metrics
+from railvision.serve.settings import Settings
 
 log = logging.getLogger("railvision.serve")
 
 
 @dataclass
 class Service:
+    """One per app, made before the model loads, so health checks answer while it loads (or failed to)."""
+
     settings: Settings
     metrics: Metrics = field(init=False)
     detector: Detector | None = None
@@ -49,33 +46,3 @@ class Service:
     async def close(self) -> None:
         if self.batcher is not None:
             await self.batcher.stop()
-
-
-def get_service(request: Request) -> Service:
-    return request.app.state.service
-
-
-def require_api_key(request: Request, service: Annotated[Service, Depends(get_service)]) -> None:
-    """With ``RAILVISION_API_KEY`` set, ``Authorization: Bearer <key>``, compared in constant time."""
-    key = service.settings.api_key
-    if not key:
-        return
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), key.encode()):
-        raise ServiceError(
-            401,
-            "unauthorized",
-            "missing or wrong API key (Authorization: Bearer <key>)",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-
-
-def ready_service(service: Annotated[Service, Depends(get_service)]) -> Service:
-    """The service, or 503 while (or because) no model is loaded."""
-    if service.batcher is None:
-        raise ServiceError(503, "model_not_ready", service.not_ready)
-    return service
-
-
-ServiceDep = Annotated[Service, Depends(get_service)]
-ReadyService = Annotated[Service, Depends(ready_service)]

@@ -1,0 +1,117 @@
+"""The thread pipeline: photos decoded and letterboxed in worker threads while the caller's
+thread runs the model on batches (OpenCV and ONNX Runtime release the GIL)."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from railvision.draw import draw_detections
+from railvision.engine import Detector, Letterbox
+from railvision.errors import ImageError
+from railvision.images import decode, encode_jpeg
+from railvision.labelling.geo import read_georef
+from railvision.labelling.records import ArchiveFile, LabelOptions, Outcome
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A photo decoded and letterboxed in a worker, ready for the model (or the reason it is not)."""
+
+    file: ArchiveFile
+    frame: np.ndarray | None = None
+    boxed: tuple[np.ndarray, Letterbox] | None = None
+    geo: dict[str, Any] | None = None
+    error: tuple[str, str] | None = None
+
+
+def open_detector(options: LabelOptions, threads: int | None = None) -> Detector:
+    """The labeller's detector: ORT threads do not spin while idle, so decoding threads get the cores."""
+    return Detector(
+        options.model, device=options.device, conf=options.conf, iou=options.iou, threads=threads,
+        batch=options.batch, max_pixels=options.max_pixels, spinning=False,
+    )  # fmt: skip
+
+
+def prepare(root: Path, file: ArchiveFile, detector: Detector, max_pixels: int | None) -> Prepared:
+    """Read, decode and letterbox one photo (runs in a worker thread: OpenCV releases the GIL)."""
+    path = root / file.rel
+    try:
+        frame = decode(path.read_bytes(), max_pixels)
+    except ImageError as exc:
+        return Prepared(file, error=(exc.kind, str(exc)))
+    except OSError as exc:
+        return Prepared(file, error=("unreadable", exc.strerror or str(exc)))
+    return Prepared(file, frame, detector.prepare(frame), read_georef(path))
+
+
+def infer(detector: Detector, batch: list[Prepared], options: LabelOptions) -> list[Outcome]:
+    """Run the model on one batch of prepared photos; failures pass through as outcomes."""
+    good = [p for p in batch if p.error is None]
+    found = iter(
+        detector.detect_frames(
+            [p.frame for p in good],
+            tile=options.tile,
+            letterboxed=[p.boxed for p in good],  # type: ignore[misc]
+        )
+        if good
+        else []
+    )
+    outcomes = []
+    for item in batch:
+        if item.error is not None:
+            outcomes.append(Outcome(item.file, error=item.error))
+            continue
+        detections = next(found)
+        drawn = encode_jpeg(draw_detections(item.frame, detections)) if options.annotated else None
+        outcomes.append(Outcome(item.file, detections.to_dict(), geo=item.geo, annotated=drawn))
+    return outcomes
+
+
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of ``size`` items (the last may be shorter)."""
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def prefetch(fn: Callable[[T], R], items: Iterable[T], workers: int, depth: int) -> Iterator[R]:
+    """``map(fn, items)`` on a thread pool, in order, with at most ``depth`` items in flight.
+
+    Bounded so memory stays flat on huge archives, and so an interrupt leaves no queue to drain.
+    """
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="railvision-prepare")
+    queue: deque[Future[R]] = deque()
+    try:
+        for item in items:
+            queue.append(pool.submit(fn, item))
+            if len(queue) >= depth:
+                yield queue.popleft().result()
+        while queue:
+            yield queue.popleft().result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def label_local(
+    root: Path, files: list[ArchiveFile], options: LabelOptions, detector: Detector
+) -> Iterator[list[Outcome]]:
+    """Outcomes batch by batch: decoding in ``options.workers`` threads overlaps inference here."""
+    prepared = prefetch(
+        lambda f: prepare(root, f, detector, options.max_pixels),
+        files,
+        options.workers,
+        depth=2 * options.batch + options.workers,
+    )
+    for batch in chunks(prepared, options.batch):
+        yield infer(detector, batch, options)

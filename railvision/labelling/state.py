@@ -1,0 +1,74 @@
+"""The run's SQLite state in the output folder: what makes labelling resumable after a kill."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from railvision.detections import Detections
+from railvision.labelling.records import ArchiveFile, FailedImage, LabelledImage, Outcome
+
+STATE_FILE = "state.sqlite"
+
+
+class State:
+    """The run's SQLite file: one row per photo, keyed by relative path, valid for its size and mtime."""
+
+    def __init__(self, path: Path, settings: dict[str, Any]) -> None:
+        self.db = sqlite3.connect(path)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS images (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER,"
+            " result TEXT, error_kind TEXT, error TEXT, geo TEXT)"
+        )
+        wanted = json.dumps(settings, sort_keys=True)
+        row = self.db.execute("SELECT value FROM settings WHERE key = 'run'").fetchone()
+        self.restarted = row is not None and row[0] != wanted
+        with self.db:
+            if self.restarted:
+                self.db.execute("DELETE FROM images")
+            self.db.execute("INSERT OR REPLACE INTO settings VALUES ('run', ?)", (wanted,))
+
+    def pending(self, files: list[ArchiveFile]) -> list[ArchiveFile]:
+        """Photos with no saved outcome, or changed (size or mtime) since it was saved."""
+        done = {p: (s, m) for p, s, m in self.db.execute("SELECT path, size, mtime_ns FROM images")}
+        return [f for f in files if done.get(f.rel) != (f.size, f.mtime_ns)]
+
+    def record(self, outcomes: list[Outcome]) -> None:
+        """Save one batch in one transaction: after a crash a batch is either all there or not at all."""
+        rows = [
+            (
+                o.file.rel,
+                o.file.size,
+                o.file.mtime_ns,
+                None if o.result is None else json.dumps(o.result),
+                o.error and o.error[0],
+                o.error and o.error[1],
+                None if o.geo is None else json.dumps(o.geo),
+            )
+            for o in outcomes
+        ]
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def results(
+        self, files: list[ArchiveFile], class_names: tuple[str, ...]
+    ) -> tuple[list[LabelledImage], list[FailedImage]]:
+        """Saved outcomes of the photos now in the archive, in archive order."""
+        rows = {r[0]: r for r in self.db.execute("SELECT path, result, error_kind, error, geo FROM images")}
+        labelled, failed = [], []
+        for file in files:
+            path, result, kind, reason, geo = rows[file.rel]
+            if result is None:
+                failed.append(FailedImage(path, kind, reason))
+            else:
+                detections = Detections.from_dict(json.loads(result), class_names)
+                labelled.append(LabelledImage(path, detections, None if geo is None else json.loads(geo)))
+        return labelled, failed
+
+    def close(self) -> None:
+        self.db.close()
