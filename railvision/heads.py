@@ -143,6 +143,28 @@ def gate_with_prior(model: nn.Module, prior_model: nn.Module, source: int, gate:
         branch[-1] = PriorGatedConv(kinds, _rows(prior_branch[-1], [source]), gate, sharpness)
 
 
+def is_gated(model: nn.Module) -> bool:
+    return all(isinstance(branch[-1], PriorGatedConv) for branch, _ in class_convs(detect_head(model)))
+
+
+def carry_gate(trained: nn.Module, gated_start: nn.Module) -> bool:
+    """Gate ``trained``'s class convs as ``gated_start``'s are (same prior rows, gate and sharpness).
+
+    For fine-tuning a shipped, gated model with only its kind rows trained: Ultralytics rebuilds a plain
+    head for training, so the gate is put back afterwards. False (and nothing changed) if the start is
+    not gated."""
+    if not is_gated(gated_start):
+        return False
+    starts = [branch[-1] for branch, _ in class_convs(detect_head(gated_start))]
+    for (branch, _), start in zip(class_convs(detect_head(trained)), starts, strict=True):
+        prior = nn.Conv2d(start.in_channels, 1, 1)
+        with torch.no_grad():
+            prior.weight.copy_(start.prior_weight)
+            prior.bias.copy_(start.prior_bias)
+        branch[-1] = PriorGatedConv(branch[-1], prior.to(start.weight.dtype), start.gate, start.sharpness)
+    return True
+
+
 def class_index(names: dict[int, str] | list[str], name: str) -> int:
     """Index of class ``name`` in a model's names, or a ``ValueError`` listing a few of them."""
     table = dict(enumerate(names)) if isinstance(names, list) else dict(names)
@@ -170,6 +192,17 @@ def write_class_init(weights: str | Path, class_name: str, names: list[str], out
     out.parent.mkdir(parents=True, exist_ok=True)
     yolo.save(out)
     return out
+
+
+def carry_gate_to(weights: list[Path], gated_start: str | Path) -> bool:
+    """:func:`carry_gate` on checkpoint files, rewritten in place; False if the start is not gated."""
+    start = load_yolo(gated_start).model
+    for path in weights:
+        yolo = load_yolo(path)
+        if not carry_gate(yolo.model, start):
+            return False
+        yolo.save(path)
+    return True
 
 
 def write_prior_gated(

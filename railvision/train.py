@@ -183,6 +183,22 @@ def dataset_names(data_yaml: Path) -> list[str]:
     return [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names)
 
 
+def keep_prior_gate(cfg: TrainConfig, start: str, outputs: list[Path], log=print) -> None:
+    """A gated start (the shipped model) keeps its gate when only the kind rows were trained, since the prior
+    row still reads the features it was made for; any wider training changes them, and the gate goes."""
+    if not str(start).endswith(".pt") or not Path(start).is_file():
+        return
+    from railvision.heads import carry_gate_to, is_gated, load_yolo
+
+    if not is_gated(load_yolo(start).model):
+        return
+    if cfg.train_only == "class-rows":
+        carry_gate_to([p for p in outputs if p.is_file()], start)
+        log("kept the start's prior gate: 'is it a rail vehicle' from the prior, the kinds as trained here")
+    else:
+        log("note: the start's prior gate is dropped (the features changed); the result is a plain detector")
+
+
 def train(cfg: TrainConfig, log=print) -> TrainResult:
     """Run one Ultralytics training and return where its outputs went."""
     import_ultralytics()
@@ -246,5 +262,7 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     seconds = time.perf_counter() - start
     trainer = model.trainer
     save_dir = Path(trainer.save_dir)
+    if not cfg.resume:
+        keep_prior_gate(cfg, weights, [Path(trainer.best), Path(trainer.last)], log)
     metrics = {k: float(v) for k, v in (trainer.metrics or {}).items()}
     return TrainResult(save_dir, Path(trainer.best), Path(trainer.last), metrics, seconds, data, weights)

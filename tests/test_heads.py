@@ -12,11 +12,13 @@ pytest.importorskip("ultralytics", reason="head surgery needs the 'train' extra 
 
 from railvision.heads import (  # noqa: E402
     PriorGatedConv,
+    carry_gate,
     class_convs,
     detect_head,
     frozen_except,
     gate_with_prior,
     init_class_rows,
+    is_gated,
 )
 
 COCO_FIRST = ["person", "bicycle", "car", "motorcycle", "airplane", "bus", "train"]  # class 6 is train
@@ -109,6 +111,24 @@ def test_gated_model_finds_what_the_start_class_finds() -> None:
     assert all(isinstance(b[-1], PriorGatedConv) for b, _ in class_convs(detect_head(model)))
 
 
+def test_the_gate_carries_over_to_retrained_kind_rows() -> None:
+    """Retrained kind rows (a plain head, as Ultralytics trains) get the start's prior back unchanged."""
+    start, gated = small_start(), small_start()
+    init_class_rows(gated, 6, NAMES)
+    gate_with_prior(gated, start, 6, "prior", sharpness=2.0)
+    retrained = small_start()
+    init_class_rows(retrained, 2, NAMES)  # other kind rows than the gated model's
+    expected = small_start()
+    init_class_rows(expected, 2, NAMES)
+    gate_with_prior(expected, start, 6, "prior", sharpness=2.0)
+    assert not is_gated(retrained) and carry_gate(retrained, gated) and is_gated(retrained)
+    x = torch.rand(1, 3, 96, 128)
+    with torch.no_grad():
+        for a, b in zip(raw_scores(retrained, x), raw_scores(expected, x), strict=True):
+            torch.testing.assert_close(a, b)
+    assert not carry_gate(small_start(), start)  # an ungated start has no gate to carry
+
+
 def test_frozen_except_names_the_right_modules() -> None:
     model = small_start()
     head_index = len(model.model) - 1
@@ -155,3 +175,27 @@ def test_train_only_class_rows_changes_nothing_else(tiny_dataset: Path, tmp_path
     floats = [n for n in trained if trained[n].is_floating_point()]
     changed = {n for n in floats if not torch.allclose(trained[n], init[n], rtol=2e-3, atol=1e-4)}
     assert changed and changed <= rows, sorted(changed - rows)[:5]
+
+    # fine-tuning the gated result's kind rows again (as users do with the shipped model) keeps its gate
+    from railvision.heads import write_prior_gated
+
+    gated = write_prior_gated(result.last, start, "train", "prior", tmp_path / "gated.pt")
+    again = train(
+        tiny_train_config(
+            tiny_dataset,
+            tmp_path,
+            "again",
+            weights=str(gated),
+            epochs=1,
+            augment="none",
+            val=False,
+            train_only="class-rows",
+        )
+    )
+    assert is_gated(load_yolo(again.last).model)
+    plain = train(
+        tiny_train_config(
+            tiny_dataset, tmp_path, "plain", weights=str(gated), epochs=1, augment="none", val=False, freeze=10
+        )
+    )
+    assert not is_gated(load_yolo(plain.last).model)  # wider training changes the features: no gate
