@@ -1,20 +1,21 @@
-"""Surgery on the classification rows of an Ultralytics detection head (YOLO26 / YOLOv8 ``Detect``).
+"""Surgery on the classification branches of an Ultralytics detection head (YOLO26 / YOLOv8 ``Detect``).
 
 Two things the default model needs and Ultralytics does not offer:
 
 * :func:`init_class_rows` starts every new class from one class of the start checkpoint (COCO ``train``),
   so that a fine-tuned model begins by detecting what that class detected instead of nothing;
-* :class:`PriorGatedConv` keeps "is this a rail vehicle" on the start checkpoint's own row (learned from
-  real photos) and uses the trained rows only to say "which kind": synthetic scenes teach the kinds but,
-  trained on end to end, wipe out what COCO knows about real photos.
+* :class:`PriorGatedBranch` keeps "is this a rail vehicle" on a frozen copy of the start checkpoint's own
+  branch (learned from real photos) and uses the trained rows only to say "which kind": synthetic scenes
+  teach the kinds but, trained on end to end, wipe out what COCO knows about real photos.
 
-Both act on the last 1x1 conv of each scale's classification branch (``cv3[i][-1]`` and, for end-to-end
-heads, ``one2one_cv3[i][-1]``), so box regression, features and the export path stay Ultralytics' own.
-This module imports torch; the inference path never imports it.
+Both act on each scale's classification branch (``cv3[i]`` and, for end-to-end heads, ``one2one_cv3[i]``),
+so box regression, features and the export path stay Ultralytics' own. This module imports torch; the
+inference path never imports it.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,13 +35,14 @@ def detect_head(model: nn.Module) -> nn.Module:
     return head
 
 
-def class_convs(head: nn.Module) -> Iterator[tuple[nn.ModuleList, int]]:
-    """(branch list, scale) for every final class conv: one-to-many and, where present, one-to-one."""
+def class_branches(head: nn.Module) -> Iterator[tuple[nn.ModuleList, int]]:
+    """(branch list, scale) for every classification branch: one-to-many and, where present, one-to-one;
+    ``branches[i][-1]`` is that branch's final class conv."""
     for name in ("cv3", "one2one_cv3"):
         branches = getattr(head, name, None)
         if branches is not None:
             for i in range(len(branches)):
-                yield branches[i], i
+                yield branches, i
 
 
 def frozen_except(model: nn.Module, trainable: str) -> list[int | str]:
@@ -57,13 +59,9 @@ def frozen_except(model: nn.Module, trainable: str) -> list[int | str]:
         return frozen
     frozen += [f"{last}.{name}" for name in ("cv2", "one2one_cv2") if getattr(head, name, None) is not None]
     if trainable == "class-rows":
-        names = [name for name in ("cv3", "one2one_cv3") if getattr(head, name, None) is not None]
-        frozen += [
-            f"{last}.{name}.{i}.{j}"
-            for name in names
-            for i in range(len(getattr(head, name)))
-            for j in range(len(getattr(head, name)[i]) - 1)
-        ]
+        for name in ("cv3", "one2one_cv3"):
+            branches = getattr(head, name, None) or []
+            frozen += [f"{last}.{name}.{i}.{j}" for i in range(len(branches)) for j in range(len(branches[i]) - 1)]
     return frozen
 
 
@@ -81,8 +79,8 @@ def init_class_rows(model: nn.Module, source: int, names: list[str]) -> None:
     head = detect_head(model)
     if not 0 <= source < head.nc:
         raise ValueError(f"class {source} is not in the model's {head.nc} classes")
-    for branch, _ in class_convs(head):
-        branch[-1] = _rows(branch[-1], [source] * len(names))
+    for branches, i in class_branches(head):
+        branches[i][-1] = _rows(branches[i][-1], [source] * len(names))
     head.nc = len(names)
     head.no = head.nc + head.reg_max * 4
     model.nc = len(names)
@@ -90,38 +88,45 @@ def init_class_rows(model: nn.Module, source: int, names: list[str]) -> None:
     model.yaml["nc"] = len(names)
 
 
-class PriorGatedConv(nn.Conv2d):
-    """The trained kind rows (this conv's own ``weight``/``bias``) gated by a frozen prior row.
+class PriorGatedBranch(nn.Module):
+    """A classification branch whose trained kind rows are gated by a frozen copy of a prior's branch.
 
     Output logits ``logit(s_k)`` with ``r_k = (softmax(kinds)_k / max_j softmax(kinds)_j) ** sharpness`` and
 
     * ``prior``: ``s_k = sigmoid(prior) * r_k``: the prior decides where a vehicle is and how sure, the
       kinds only which one (the top kind inherits the prior's score unchanged);
     * ``max``: ``s_k = max(sigmoid(kind_k), sigmoid(prior) * r_k)``: the learned detector, plus whatever the
-      prior finds and it misses (e.g. synthetic-only overhead views gain, real photos keep the prior);
+      prior finds and it misses.
 
-    The parameters are named as in a plain ``nn.Conv2d``, so fine-tuning a checkpoint holding this module
-    transfers the kind rows into a plain head; the prior lives in buffers.
+    The kind layers are children ``0, 1, ...`` as in a plain branch, so fine-tuning a checkpoint holding this
+    module transfers them into a plain head (Ultralytics matches tensors by name); the prior is ``prior.*``.
     """
 
-    def __init__(self, kinds: nn.Conv2d, prior: nn.Conv2d, gate: str, sharpness: float = 1.0) -> None:
+    def __init__(self, kinds: nn.Sequential, prior: nn.Sequential, gate: str, sharpness: float = 1.0) -> None:
         if gate not in GATES:
             raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
-        if prior.out_channels != 1 or prior.in_channels != kinds.in_channels:
-            raise ValueError("the prior must be a single row over the same features as the kinds")
-        super().__init__(kinds.in_channels, kinds.out_channels, 1, bias=True)
-        with torch.no_grad():
-            self.weight.copy_(kinds.weight)
-            self.bias.copy_(kinds.bias if kinds.bias is not None else torch.zeros(kinds.out_channels))
-        self.register_buffer("prior_weight", prior.weight.detach().clone())
-        self.register_buffer("prior_bias", prior.bias.detach().clone())
+        super().__init__()
+        for i, layer in enumerate(kinds):
+            self.add_module(str(i), layer)
+        self.depth = len(kinds)
+        self.prior = prior.requires_grad_(False)
         self.gate = gate
         self.sharpness = sharpness  # r_k ** sharpness: > 1 pushes the runner-up kinds (duplicate boxes) down
-        self.to(kinds.weight.device, kinds.weight.dtype)
+
+    def __getitem__(self, index: int) -> nn.Module:
+        return getattr(self, str(range(self.depth)[index]))
+
+    def __len__(self) -> int:
+        return self.depth
+
+    def kinds(self) -> nn.Sequential:
+        return nn.Sequential(*(self[i] for i in range(self.depth)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        kinds = super().forward(x)
-        prior = torch.sigmoid(nn.functional.conv2d(x, self.prior_weight, self.prior_bias))
+        kinds = x
+        for i in range(self.depth):
+            kinds = self[i](kinds)
+        prior = torch.sigmoid(self.prior(x))
         share = torch.softmax(kinds, dim=1)
         share = (share / share.amax(dim=1, keepdim=True)) ** self.sharpness
         score = prior * share
@@ -130,38 +135,40 @@ class PriorGatedConv(nn.Conv2d):
         return torch.logit(score.clamp(EPS, 1 - EPS))
 
 
-def gate_with_prior(model: nn.Module, prior_model: nn.Module, source: int, gate: str, sharpness: float = 1.0) -> None:
-    """Replace ``model``'s class convs by :class:`PriorGatedConv` with ``prior_model``'s row ``source``.
+def _prior_branch(branch: nn.Module, source: int) -> nn.Sequential:
+    """A frozen copy of a branch that outputs only class ``source``."""
+    layers = list(copy.deepcopy(branch.kinds() if isinstance(branch, PriorGatedBranch) else branch))
+    layers[-1] = _rows(layers[-1], [source])
+    return nn.Sequential(*layers).eval()
 
-    The two models must share everything up to those convs (``model`` was fine-tuned from ``prior_model``
-    with the rest frozen), or the prior row would read features it was never trained on."""
-    pairs = zip(class_convs(detect_head(model)), class_convs(detect_head(prior_model)), strict=True)
-    for (branch, _), (prior_branch, _) in pairs:
-        kinds = branch[-1]
-        if isinstance(kinds, PriorGatedConv):  # re-gating: keep the kind rows, take the new prior
-            kinds = _rows(kinds, list(range(kinds.out_channels)))
-        branch[-1] = PriorGatedConv(kinds, _rows(prior_branch[-1], [source]), gate, sharpness)
+
+def gate_with_prior(model: nn.Module, prior_model: nn.Module, source: int, gate: str, sharpness: float = 1.0) -> None:
+    """Gate each of ``model``'s class branches by a frozen copy of ``prior_model``'s, reduced to class ``source``.
+
+    The two models must share the features the branches read (``model`` was fine-tuned from ``prior_model``
+    with the features frozen), or the prior branch would read features it was never trained on."""
+    pairs = zip(class_branches(detect_head(model)), class_branches(detect_head(prior_model)), strict=True)
+    for (branches, i), (prior_branches, _) in pairs:
+        kinds = branches[i].kinds() if isinstance(branches[i], PriorGatedBranch) else branches[i]
+        branches[i] = PriorGatedBranch(kinds, _prior_branch(prior_branches[i], source), gate, sharpness)
 
 
 def is_gated(model: nn.Module) -> bool:
-    return all(isinstance(branch[-1], PriorGatedConv) for branch, _ in class_convs(detect_head(model)))
+    return all(isinstance(branches[i], PriorGatedBranch) for branches, i in class_branches(detect_head(model)))
 
 
 def carry_gate(trained: nn.Module, gated_start: nn.Module) -> bool:
-    """Gate ``trained``'s class convs as ``gated_start``'s are (same prior rows, gate and sharpness).
+    """Gate ``trained``'s class branches as ``gated_start``'s are (same prior, gate and sharpness).
 
     For fine-tuning a shipped, gated model with only its kind rows trained: Ultralytics rebuilds a plain
     head for training, so the gate is put back afterwards. False (and nothing changed) if the start is
     not gated."""
     if not is_gated(gated_start):
         return False
-    starts = [branch[-1] for branch, _ in class_convs(detect_head(gated_start))]
-    for (branch, _), start in zip(class_convs(detect_head(trained)), starts, strict=True):
-        prior = nn.Conv2d(start.in_channels, 1, 1)
-        with torch.no_grad():
-            prior.weight.copy_(start.prior_weight)
-            prior.bias.copy_(start.prior_bias)
-        branch[-1] = PriorGatedConv(branch[-1], prior.to(start.weight.dtype), start.gate, start.sharpness)
+    starts = [branches[i] for branches, i in class_branches(detect_head(gated_start))]
+    for (branches, i), start in zip(class_branches(detect_head(trained)), starts, strict=True):
+        prior = copy.deepcopy(start.prior).to(next(branches[i].parameters()).dtype)
+        branches[i] = PriorGatedBranch(branches[i], prior, start.gate, start.sharpness)
     return True
 
 
@@ -208,7 +215,7 @@ def carry_gate_to(weights: list[Path], gated_start: str | Path) -> bool:
 def write_prior_gated(
     weights: str | Path, prior: str | Path, class_name: str, gate: str, out: Path, sharpness: float = 1.0
 ) -> Path:
-    """Save a copy of fine-tuned ``weights`` whose class convs are gated by ``prior``'s ``class_name`` row."""
+    """Save a copy of fine-tuned ``weights`` whose class branches are gated by ``prior``'s ``class_name``."""
     yolo, start = load_yolo(weights), load_yolo(prior)
     gate_with_prior(yolo.model, start.model, class_index(start.model.names, class_name), gate, sharpness)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,9 +11,9 @@ torch = pytest.importorskip("torch", reason="head surgery needs the 'train' extr
 pytest.importorskip("ultralytics", reason="head surgery needs the 'train' extra (ultralytics)")
 
 from railvision.heads import (  # noqa: E402
-    PriorGatedConv,
+    PriorGatedBranch,
     carry_gate,
-    class_convs,
+    class_branches,
     detect_head,
     frozen_except,
     gate_with_prior,
@@ -35,9 +35,9 @@ def small_start(nc: int = 7) -> torch.nn.Module:
     torch.manual_seed(0)
     model = DetectionModel("yolo26n.yaml", nc=nc, verbose=False)
     model.names = dict(enumerate(COCO_FIRST[:nc]))
-    for branch, _ in class_convs(detect_head(model)):
-        torch.nn.init.normal_(branch[-1].weight, std=0.5)  # rows that differ, so a wrong copy shows
-        torch.nn.init.normal_(branch[-1].bias, std=0.5)
+    for branches, i in class_branches(detect_head(model)):
+        torch.nn.init.normal_(branches[i][-1].weight, std=0.5)  # rows that differ, so a wrong copy shows
+        torch.nn.init.normal_(branches[i][-1].bias, std=0.5)
     return model.eval()
 
 
@@ -67,8 +67,8 @@ def test_every_new_class_starts_as_the_source_row() -> None:
     head = detect_head(model)
     assert head.nc == model.nc == model.yaml["nc"] == 5 and head.no == 5 + 4 * head.reg_max
     assert model.names == dict(enumerate(NAMES))
-    convs = list(class_convs(head))
-    assert len(convs) == 6  # 3 scales x (one-to-many, one-to-one)
+    branches = list(class_branches(head))
+    assert len(branches) == 6  # 3 scales x (one-to-many, one-to-one)
     for old, new in zip(before, after, strict=True):
         assert new.shape[1] == 5
         for k in range(5):
@@ -79,26 +79,32 @@ def test_every_new_class_starts_as_the_source_row() -> None:
 
 def test_prior_gate_keeps_the_prior_score_and_ranks_the_kinds() -> None:
     torch.manual_seed(1)
-    kinds, prior = torch.nn.Conv2d(8, 5, 1), torch.nn.Conv2d(8, 1, 1)
+    kinds = torch.nn.Sequential(torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.Conv2d(8, 5, 1))
+    prior = torch.nn.Sequential(torch.nn.Conv2d(8, 4, 1), torch.nn.Conv2d(4, 1, 1))
     x = torch.randn(2, 8, 4, 4)
     with torch.no_grad():
         k, p = kinds(x), torch.sigmoid(prior(x))
-        gated = torch.sigmoid(PriorGatedConv(kinds, prior, "prior")(x))
-        best = torch.sigmoid(PriorGatedConv(kinds, prior, "max")(x))
+        gated = torch.sigmoid(PriorGatedBranch(kinds, prior, "prior")(x))
+        best = torch.sigmoid(PriorGatedBranch(kinds, prior, "max")(x))
+        sharp = torch.sigmoid(PriorGatedBranch(kinds, prior, "prior", sharpness=3.0)(x))
     top = k.argmax(1, keepdim=True)
     torch.testing.assert_close(gated.gather(1, top), p, atol=1e-5, rtol=0)  # the top kind inherits the prior
     assert torch.equal(gated.argmax(1), k.argmax(1))  # ... and the kinds keep their order
     torch.testing.assert_close(best, torch.maximum(gated, torch.sigmoid(k)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(sharp, (p * (gated / p) ** 3).clamp(1e-6, 1 - 1e-6), atol=1e-5, rtol=0)
+    branch = PriorGatedBranch(kinds, prior, "prior")
+    assert branch[-1] is kinds[1] and len(branch) == 2 and not any(q.requires_grad for q in branch.prior.parameters())
+    assert set(branch.state_dict()) >= {"0.weight", "1.weight", "1.bias"}  # a plain branch's names
     with pytest.raises(ValueError, match="gate"):
-        PriorGatedConv(kinds, prior, "nope")
+        PriorGatedBranch(kinds, prior, "nope")
 
 
 def test_gated_model_finds_what_the_start_class_finds() -> None:
     start = small_start()
     model = small_start()
     init_class_rows(model, 6, NAMES)
-    for branch, _ in class_convs(detect_head(model)):  # "trained" kind rows: anything
-        torch.nn.init.normal_(branch[-1].weight, std=1.0)
+    for branches, i in class_branches(detect_head(model)):  # "trained" kind rows: anything
+        torch.nn.init.normal_(branches[i][-1].weight, std=1.0)
     gate_with_prior(model, start, 6, "prior")
     x = torch.rand(1, 3, 128, 160)
     with torch.no_grad():
@@ -108,7 +114,7 @@ def test_gated_model_finds_what_the_start_class_finds() -> None:
         torch.testing.assert_close(b, a.clamp(1e-6, 1 - 1e-6), atol=1e-5, rtol=0)
     names = {n for n, _ in model.named_parameters()}
     assert all(n.endswith(("weight", "bias")) for n in names)  # the prior is buffers, never trained
-    assert all(isinstance(b[-1], PriorGatedConv) for b, _ in class_convs(detect_head(model)))
+    assert is_gated(model)
 
 
 def test_the_gate_carries_over_to_retrained_kind_rows() -> None:
