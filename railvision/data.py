@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
 
+from railvision.boxes import Box, clip_xyxy, parse_yolo, xyxy_to_yolo, yolo_text, yolo_to_xyxy
 from railvision.errors import ImageError
 from railvision.images import iter_images, load_image
 from railvision.taxonomy import CLASS_NAMES, OTHER
@@ -108,6 +109,12 @@ def read_label_lines(path: Path) -> list[list[str]]:
     return [line.split() for line in path.read_text().splitlines() if line.strip()]
 
 
+def read_yolo(path: Path, with_class: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """A label file's (class ids, ``cx cy w h``), or with ``with_class=False`` an ignore sidecar's;
+    none when the file is missing (an image without boxes)."""
+    return parse_yolo(path.read_text() if path.is_file() else "", with_class)
+
+
 def read_views(dataset: Dataset) -> dict[Path, str]:
     """Image path -> view from the dataset's ``view_file`` CSV (``image,view``), empty when there is none."""
     import csv
@@ -122,22 +129,13 @@ def read_views(dataset: Dataset) -> dict[Path, str]:
 
 
 @dataclass
-class Box:
-    label: str
-    x1: float
-    y1: float
-    x2: float
-    y2: float
-
-
-@dataclass
 class ImageLabels:
     """One image of a foreign annotation file, boxes in pixels."""
 
     name: str  # as the file records it: a path or file name
     width: int | None
     height: int | None
-    boxes: list[Box] = field(default_factory=list)
+    boxes: list[Box[str]] = field(default_factory=list)
 
 
 def parse_coco(src: Path) -> list[ImageLabels]:
@@ -293,16 +291,14 @@ def _unique_name(rel: Path, taken: set[str]) -> Path:
     raise AssertionError("unreachable: the numbered names never run out")
 
 
-def _yolo_lines(rows: Iterable[tuple[str, Box]], width: int, height: int) -> list[str]:
-    lines = []
-    for prefix, b in rows:
-        x1, x2 = sorted((min(max(b.x1, 0), width), min(max(b.x2, 0), width)))
-        y1, y2 = sorted((min(max(b.y1, 0), height), min(max(b.y2, 0), height)))
-        if x2 - x1 <= 0 or y2 - y1 <= 0:
-            continue
-        cx, cy, w, h = (x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height
-        lines.append(f"{prefix}{cx:.6f} {cy:.6f} {w:.6f} {h:.6f}")
-    return lines
+def _inside(boxes: list[Box[str]], width: int, height: int) -> tuple[list[str], np.ndarray]:
+    """(labels, pixel corners) of the boxes cut to the image, corners put in order (tools differ on which
+    comes first); boxes with no area left inside are dropped."""
+    xyxy = np.array([b[1:] for b in boxes], dtype=np.float64).reshape(-1, 4)
+    ordered = np.concatenate([np.minimum(xyxy[:, :2], xyxy[:, 2:]), np.maximum(xyxy[:, :2], xyxy[:, 2:])], axis=1)
+    xyxy = clip_xyxy(ordered, width, height)
+    keep = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+    return [b.label for b, k in zip(boxes, keep, strict=True) if k], xyxy[keep]
 
 
 def write_data_yaml(out: Path, names: Iterable[str], splits: Iterable[str], extra: dict | None = None) -> Path:
@@ -393,15 +389,18 @@ def import_dataset(
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(image, target)
         report.images[split] += 1
-        boxes = [(resolved[b.label], b) for b in item.boxes]
-        labels = _yolo_lines(((f"{CLASS_NAMES.index(n)} ", b) for n, b in boxes if n != IGNORE), width, height)
-        ignores = _yolo_lines((("", b) for n, b in boxes if n == IGNORE), width, height)
-        report.instances.update(n for n, _ in boxes if n != IGNORE)
-        report.ignore_regions += len(ignores)
-        for path, lines in ((label_path(target), labels), (ignore_path(target), ignores)):
-            if lines or path == label_path(target):
+        boxes = [b._replace(label=resolved[b.label]) for b in item.boxes]
+        names, xyxy = _inside(boxes, width, height)
+        ignored = np.array([n == IGNORE for n in names], dtype=bool)
+        classes = [CLASS_NAMES.index(n) for n in names if n != IGNORE]
+        labels = yolo_text(xyxy_to_yolo(xyxy[~ignored], width, height), classes)
+        ignores = yolo_text(xyxy_to_yolo(xyxy[ignored], width, height))
+        report.instances.update(b.label for b in boxes if b.label != IGNORE)
+        report.ignore_regions += int(ignored.sum())
+        for path, text in ((label_path(target), labels), (ignore_path(target), ignores)):
+            if text or path == label_path(target):
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text("".join(line + "\n" for line in lines))
+                path.write_text(text)
     write_data_yaml(out, CLASS_NAMES, sorted(report.images))
     return report
 
@@ -466,8 +465,7 @@ def _check_label_file(path: Path, num_classes: int) -> _LabelFile:
         if not 0 <= cls < num_classes:
             issues.append(Issue("unknown_class", path, f"line {n}: class {cls} (names has {num_classes})"))
             continue
-        cx, cy, w, h = values
-        edges = np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+        edges = yolo_to_xyxy(values, 1, 1)[0]  # corners, normalised
         x1, y1, x2, y2 = edges.clip(0, 1)
         degenerate = x2 - x1 <= 1e-6 or y2 - y1 <= 1e-6
         if (values < 0).any() or (values > 1).any():
@@ -482,7 +480,7 @@ def _check_label_file(path: Path, num_classes: int) -> _LabelFile:
             issues.append(Issue(kind, path, f"line {n}: {' '.join(parts[1:])}"))
         if degenerate:  # nothing left inside the image: --fix drops it
             continue
-        rows.append((cls, np.array([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1])))
+        rows.append((cls, xyxy_to_yolo([[x1, y1, x2, y2]], 1, 1)[0]))
     return _LabelFile(rows, issues)
 
 
@@ -543,7 +541,7 @@ def _write_fixed(dataset: Dataset, image: Path, rows: list[tuple[int, np.ndarray
     shutil.copy2(image, target)
     label = label_path(target)
     label.parent.mkdir(parents=True, exist_ok=True)
-    label.write_text("".join(f"{c} " + " ".join(f"{v:.6f}" for v in box) + "\n" for c, box in rows))
+    label.write_text(yolo_text(np.array([box for _, box in rows]), [c for c, _ in rows]))
     if ignore_path(image).is_file():
         ignore_path(target).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ignore_path(image), ignore_path(target))

@@ -36,6 +36,23 @@ class Detections:
     def empty(cls, image_size: tuple[int, int], class_names: tuple[str, ...] = CLASS_NAMES) -> Detections:
         return cls(np.zeros((0, 4)), np.zeros(0), np.zeros(0), image_size, class_names)
 
+    @classmethod
+    def from_ultralytics(cls, result: Any, class_names: tuple[str, ...]) -> Detections:
+        """One Ultralytics ``Results`` (an item of ``YOLO.predict``'s list) as ``Detections``.
+
+        Read by attribute alone, so this module imports neither torch nor Ultralytics (the inference
+        path never loads them); the boxes are already in the original image's pixels.
+        """
+        boxes = result.boxes
+        height, width = result.orig_shape[:2]
+        return cls(
+            boxes.xyxy.cpu().numpy(),
+            boxes.conf.cpu().numpy(),
+            boxes.cls.cpu().numpy(),
+            (int(width), int(height)),
+            class_names,
+        )
+
     def __len__(self) -> int:
         return len(self.confidence)
 

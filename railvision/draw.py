@@ -21,8 +21,11 @@ def colour(class_id: int) -> tuple[int, int, int]:
     return PALETTE[class_id % len(PALETTE)]
 
 
-def draw_detections(image: np.ndarray, detections: Detections, labels: bool = True) -> np.ndarray:
-    """Copy of ``image`` (BGR) with each box and, optionally, ``name conf`` above it."""
+def draw_detections(
+    image: np.ndarray, detections: Detections, labels: bool = True, confidence: bool = True
+) -> np.ndarray:
+    """Copy of ``image`` (BGR) with each box and, optionally, ``name conf`` above it (``name`` alone
+    without ``confidence``: ground truth has none, e.g. the synth previews)."""
     out = image.copy()
     scale = max(out.shape[:2]) / 1000
     thickness = max(1, round(2 * scale))
@@ -33,7 +36,8 @@ def draw_detections(image: np.ndarray, detections: Detections, labels: bool = Tr
         c = colour(int(cls))
         cv2.rectangle(out, (x1, y1), (x2, y2), c, thickness, cv2.LINE_AA)
         if labels:
-            text = f"{detections.class_names[int(cls)]} {conf:.2f}"
+            name = detections.class_names[int(cls)]
+            text = f"{name} {conf:.2f}" if confidence else name
             (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, max(1, thickness - 1))
             top = y1 - th - base - 2 if y1 - th - base - 2 >= 0 else y1
             cv2.rectangle(out, (x1, top), (x1 + tw + 2, top + th + base + 2), c, -1)

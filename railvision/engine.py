@@ -22,6 +22,7 @@ import numpy as np
 import onnxruntime as ort
 
 from railvision import tiling
+from railvision.boxes import clip_xyxy, nms
 from railvision.detections import Detections
 from railvision.errors import DeviceUnavailableError, ModelError
 from railvision.images import ImageSource, load_image
@@ -101,9 +102,7 @@ def unletterbox(xyxy: np.ndarray, box: Letterbox, image_wh: tuple[int, int]) -> 
     out = xyxy.astype(np.float32, copy=True)
     out[:, [0, 2]] = (out[:, [0, 2]] - box.pad_x) / box.gain_x
     out[:, [1, 3]] = (out[:, [1, 3]] - box.pad_y) / box.gain_y
-    out[:, [0, 2]] = out[:, [0, 2]].clip(0, image_wh[0])
-    out[:, [1, 3]] = out[:, [1, 3]].clip(0, image_wh[1])
-    return out
+    return clip_xyxy(out, *image_wh)
 
 
 def to_blob(images: Sequence[np.ndarray], dtype: np.dtype = np.float32) -> np.ndarray:
@@ -112,22 +111,6 @@ def to_blob(images: Sequence[np.ndarray], dtype: np.dtype = np.float32) -> np.nd
     out = np.empty(batch.shape, dtype=dtype)
     np.multiply(batch, np.float32(1 / 255), out=out, casting="unsafe")
     return out
-
-
-def nms(xyxy: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
-    """Greedy non-maximum suppression; indices kept, highest score first."""
-    x1, y1, x2, y2 = xyxy.T
-    areas = (x2 - x1) * (y2 - y1)
-    order = np.argsort(-scores, kind="stable")
-    keep = []
-    while order.size:
-        i, rest = order[0], order[1:]
-        keep.append(i)
-        w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
-        h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
-        inter = w * h
-        order = rest[inter / (areas[i] + areas[rest] - inter + 1e-9) <= iou]
-    return np.asarray(keep, dtype=np.int64)
 
 
 def decode_end2end(pred: np.ndarray, conf: float, classes: list[int] | None, max_det: int) -> np.ndarray:

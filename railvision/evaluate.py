@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from railvision.data import IGNORE, ignore_path, label_path, load_dataset, read_label_lines, read_views
+from railvision.boxes import box_ioa, box_iou, nms, yolo_to_xyxy
+from railvision.data import IGNORE, ignore_path, label_path, load_dataset, read_views, read_yolo
 from railvision.detections import Detections
-from railvision.engine import DEFAULT_CONF, nms, read_metadata, recommended_conf
-from railvision.export import box_iou, ultralytics_predict
+from railvision.engine import DEFAULT_CONF, read_metadata, recommended_conf
 from railvision.images import iter_images, load_image
 
 MATCH_IOU = 0.5
@@ -47,11 +47,6 @@ class Truth:
     view: str
 
 
-def _to_xyxy(rows: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    cx, cy, w, h = (rows[:, i] * size[i % 2] for i in range(4))
-    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32).reshape(-1, 4)
-
-
 def load_truth(data_yaml: str | Path, split: str = "val") -> tuple[list[Truth], list[str]]:
     """Ground truth of a split and the evaluated class names (the dataset's, without ``ignore``)."""
     dataset = load_dataset(data_yaml)
@@ -63,11 +58,11 @@ def load_truth(data_yaml: str | Path, split: str = "val") -> tuple[list[Truth], 
     truths = []
     for image in dataset.splits[split]:
         height, width = load_image(image).shape[:2]
-        rows = np.array([[float(v) for v in line] for line in read_label_lines(label_path(image))]).reshape(-1, 5)
-        ignore_rows = np.array([[float(v) for v in line] for line in read_label_lines(ignore_path(image))])
-        cls = remap[rows[:, 0].astype(np.int64)]
-        xyxy = _to_xyxy(rows[:, 1:], (width, height))
-        ignore = np.concatenate([xyxy[cls < 0], _to_xyxy(ignore_rows.reshape(-1, 4), (width, height))])
+        ids, boxes = read_yolo(label_path(image))
+        _, regions = read_yolo(ignore_path(image), with_class=False)
+        cls = remap[ids]
+        xyxy = yolo_to_xyxy(boxes, width, height).astype(np.float32)
+        ignore = np.concatenate([xyxy[cls < 0], yolo_to_xyxy(regions, width, height).astype(np.float32)])
         view = views.get(image.resolve(), ALL)
         truths.append(Truth(image, xyxy[cls >= 0], cls[cls >= 0], ignore, (width, height), view))
     return truths, names
@@ -91,7 +86,7 @@ def predict(
         for image in images:
             yield detector.detect(image)
         return
-    from railvision.ultralytics_env import import_ultralytics, resolve_device
+    from railvision.ultralytics_env import import_ultralytics, resolve_device, ultralytics_predict
 
     import_ultralytics()
     from ultralytics import YOLO
@@ -105,13 +100,9 @@ def predict(
 
 def _outside_ignore(det_xyxy: np.ndarray, ignore: np.ndarray) -> np.ndarray:
     """Mask of detections not lying mostly inside an ignore region (intersection over detection area)."""
-    if not len(ignore) or not len(det_xyxy):
+    if not len(ignore):
         return np.ones(len(det_xyxy), dtype=bool)
-    lt = np.maximum(det_xyxy[:, None, :2], ignore[None, :, :2])
-    rb = np.minimum(det_xyxy[:, None, 2:], ignore[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area = np.prod(det_xyxy[:, 2:] - det_xyxy[:, :2], axis=1)[:, None] + 1e-9
-    return (inter / area).max(axis=1) < IGNORE_IOA
+    return box_ioa(det_xyxy, ignore).max(axis=1) < IGNORE_IOA
 
 
 def confusion(truth: Truth, det: Detections, nc: int) -> np.ndarray:
@@ -121,7 +112,7 @@ def confusion(truth: Truth, det: Detections, nc: int) -> np.ndarray:
     matching nothing that lie mostly inside one are not counted at all. Row nc: missed objects.
     """
     matrix = np.zeros((nc + 1, nc + 1), dtype=np.int64)
-    iou = box_iou(det.xyxy, truth.xyxy) if len(det) and len(truth.xyxy) else np.zeros((len(det), len(truth.xyxy)))
+    iou = box_iou(det.xyxy, truth.xyxy)
     pairs = np.argwhere(iou >= MATCH_IOU)
     pairs = pairs[np.argsort(-iou[pairs[:, 0], pairs[:, 1]], kind="stable")]
     used_d, used_t = set(), set()

@@ -12,17 +12,18 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 
+from railvision.boxes import box_iou
 from railvision.detections import Detections
 from railvision.images import iter_images, load_image
 from railvision.taxonomy import TAXONOMY_VERSION
-from railvision.ultralytics_env import import_ultralytics, resolve_device
+from railvision.ultralytics_env import import_ultralytics, nms_arg, resolve_device, ultralytics_predict
 
 HEADS = ("end2end", "classic")
 
@@ -110,16 +111,6 @@ class ExportResult:
     messages: list[str] = field(default_factory=list)
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of (N, 4) and (M, 4) xyxy boxes."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9)
-
-
 def compare(
     reference: Detections,
     test: Detections,
@@ -135,7 +126,7 @@ def compare(
     overlap alone and counts class disagreements in ``class_flips``.
     """
     result = Comparison()
-    iou = box_iou(reference.xyxy, test.xyxy) if len(reference) and len(test) else np.zeros((len(reference), 0))
+    iou = box_iou(reference.xyxy, test.xyxy)
     if same_class:
         iou[reference.class_id[:, None] != test.class_id[None, :]] = 0.0
     taken = np.zeros(len(test), dtype=bool)
@@ -211,39 +202,6 @@ def sample_images(calib: Path | None, limit: int, size: int = 480, seed: int = 0
             cv2.rectangle(image, (x, y), (x + bw, y + bh), tuple(int(c) for c in rng.integers(0, 255, 3)), -1)
         images.append(image)
     return images
-
-
-def nms_arg(head: str) -> bool | None:
-    """Ultralytics' switch between heads: ``nms=False`` selects YOLO26's NMS-free one-to-one head."""
-    return False if head == "end2end" else None
-
-
-def ultralytics_predict(
-    model,
-    images: Sequence[np.ndarray],
-    *,
-    imgsz: int,
-    conf: float,
-    iou: float,
-    head: str,
-    device: str,
-    rect: bool = False,
-) -> Iterator[Detections]:
-    """Ultralytics ``predict`` on BGR images as ``Detections``, with the letterbox the engine uses:
-    square for fixed-shape models, stride-aligned rectangles (``rect``) for dynamic ones."""
-    names = tuple(model.names[i] for i in sorted(model.names))
-    for image in images:
-        result = model.predict(
-            image, imgsz=imgsz, conf=conf, iou=iou, rect=rect, nms=nms_arg(head), device=device, verbose=False
-        )[0]
-        boxes = result.boxes
-        yield Detections(
-            xyxy=boxes.xyxy.cpu().numpy().astype(np.float32),
-            confidence=boxes.conf.cpu().numpy().astype(np.float32),
-            class_id=boxes.cls.cpu().numpy().astype(np.int64),
-            image_size=(image.shape[1], image.shape[0]),
-            class_names=names,
-        )
 
 
 def compare_models(

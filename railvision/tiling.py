@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 
+from railvision.boxes import box_ios, box_iou
+
 TILE_OVERLAP = 0.2  # fraction of the tile side shared by neighbours: a car cut by one seam is whole in the next tile
 MERGE_IOS = 0.5  # intersection over the smaller box above which a seam-cut box belongs to another
 MERGE_IOU = 0.5  # IoU above which two whole boxes from different slices are one object
@@ -44,17 +46,6 @@ def needs_tiling(image_wh: tuple[int, int], input_hw: tuple[int, int], full_fram
         return True
     sides = np.minimum(full_frame_boxes[:, 2] - full_frame_boxes[:, 0], full_frame_boxes[:, 3] - full_frame_boxes[:, 1])
     return bool(sides.min() / scale < AUTO_MIN_BOX)
-
-
-def overlaps(box: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(IoU, intersection over the smaller box) of one box against many."""
-    ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = ix * iy
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    iou = inter / np.maximum(area + areas - inter, 1e-9)
-    return iou, inter / np.maximum(np.minimum(area, areas), 1e-9)
 
 
 def cut_by_seam(xyxy: np.ndarray, window: tuple[int, int, int, int], image_wh: tuple[int, int], margin: float = 2.0):
@@ -98,8 +89,8 @@ def merge_tiles(
         rest = rest[rest > i]
         if len(rest) == 0:
             continue
-        iou_, ios_ = overlaps(xyxy[i], xyxy[rest])
-        merged = rest[(iou_ >= iou) | ((ios_ >= ios) & (cut[i] | cut[rest]))]
+        box, others = xyxy[i : i + 1], xyxy[rest]
+        merged = rest[(box_iou(box, others)[0] >= iou) | ((box_ios(box, others)[0] >= ios) & (cut[i] | cut[rest]))]
         if len(merged):
             group = np.vstack([xyxy[i : i + 1], xyxy[merged]])
             xyxy[i] = [group[:, 0].min(), group[:, 1].min(), group[:, 2].max(), group[:, 3].max()]

@@ -1,4 +1,4 @@
-"""Import Ultralytics so that it never reaches for the network.
+"""Import Ultralytics so that it never reaches for the network, and run its ``predict`` as ``Detections``.
 
 Training, export and ``.pt`` evaluation all go through :func:`import_ultralytics`.
 Ultralytics would otherwise try to download fonts for its plots (``Arial.ttf``,
@@ -13,8 +13,14 @@ import contextlib
 import importlib.util
 import os
 import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from railvision.detections import Detections
 
 # Fonts Ultralytics asks for by name; matplotlib's bundled DejaVu Sans stands in for both.
 PLOT_FONTS = ("Arial.ttf", "Arial.Unicode.ttf")
@@ -72,3 +78,30 @@ def resolve_device(device: str) -> str:
     import torch
 
     return "0" if torch.cuda.is_available() else "cpu"
+
+
+def nms_arg(head: str) -> bool | None:
+    """Ultralytics' switch between heads: ``nms=False`` selects YOLO26's NMS-free one-to-one head."""
+    return False if head == "end2end" else None
+
+
+def ultralytics_predict(
+    model: Any,
+    images: Iterable[np.ndarray],
+    *,
+    imgsz: int,
+    conf: float,
+    iou: float,
+    head: str,
+    device: str,
+    rect: bool = False,
+) -> Iterator[Detections]:
+    """Ultralytics ``predict`` on BGR images as ``Detections``, with the letterbox the engine uses:
+    square for fixed-shape models, stride-aligned rectangles (``rect``) for dynamic ones. The reference
+    the export parity check and ``.pt`` evaluation hold the engine to."""
+    names = tuple(model.names[i] for i in sorted(model.names))
+    for image in images:
+        result = model.predict(
+            image, imgsz=imgsz, conf=conf, iou=iou, rect=rect, nms=nms_arg(head), device=device, verbose=False
+        )[0]
+        yield Detections.from_ultralytics(result, names)

@@ -11,7 +11,7 @@ from fresh_python import TORCH_ABSENT, run_cli
 from toy_models import BLUE_CLASS, RED_CLASS
 
 from railvision import Detections, Detector, DeviceUnavailableError, ModelError
-from railvision.engine import letterbox, nms, unletterbox
+from railvision.engine import letterbox, unletterbox
 from railvision.tiling import merge_tiles, plan_tiles
 
 SIZES = [(1000, 480), (480, 1000), (640, 640), (300, 200), (2500, 1400)]
@@ -95,11 +95,6 @@ def test_filters_and_thresholds(oracle_model, make_scene):
         detector.detect(image, conf=1.5)
     with pytest.raises(KeyError, match="unknown class"):
         detector.detect(image, classes="boxcar")
-
-
-def test_nms_keeps_best_of_overlapping_boxes():
-    boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]], np.float32)
-    assert nms(boxes, np.array([0.9, 0.8, 0.7]), 0.5).tolist() == [0, 2]
 
 
 def test_plan_tiles_cover_the_image_with_overlap():

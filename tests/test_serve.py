@@ -176,6 +176,13 @@ async def test_health_ready_metrics_page_and_docs(oracle_model, png):
     assert docs.status_code == 200
 
 
+async def test_page_draws_in_the_drawers_class_colours(oracle_model):
+    """The page's palette is railvision.draw.PALETTE (BGR there), written into it as CSS hex when served."""
+    async with serving(model=oracle_model) as client:
+        page = (await client.get("/")).text
+    assert 'const PALETTE = ["#e60000", "#ffc800", "#00c83c", "#0078e6", "#c800c8"];' in page
+
+
 async def test_classic_head_fixed_batch_under_concurrency(oracle_classic, png):
     async with serving(model=oracle_classic, max_wait_ms=50) as client:
         answers = await asyncio.gather(*(client.post("/v1/detect", files=files(("scene.png", png))) for _ in range(4)))

@@ -94,7 +94,8 @@ def test_export_loads_in_the_engine_and_matches_pytorch(tiny_weights: Path, tmp_
     from ultralytics import YOLO
 
     from railvision.engine import Detector
-    from railvision.export import compare, sample_images, ultralytics_predict
+    from railvision.export import compare, sample_images
+    from railvision.ultralytics_env import ultralytics_predict
 
     weights = tmp_path / "w" / tiny_weights.name
     weights.parent.mkdir()

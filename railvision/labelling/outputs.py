@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
+from railvision.boxes import xyxy_to_yolo, yolo_text
 from railvision.detections import Detections
 from railvision.labelling.geo import to_lonlat
 from railvision.labelling.records import LabelledImage, Results
@@ -92,12 +93,7 @@ def shared_stems(stems: dict[str, str]) -> list[str]:
 
 def yolo_txt(detections: Detections) -> str:
     """``class cx cy w h`` per box, normalised to the image size."""
-    width, height = detections.image_size
-    lines = []
-    for (x1, y1, x2, y2), cls in zip(detections.xyxy.tolist(), detections.class_id.tolist(), strict=True):
-        cx, cy, w, h = (x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height
-        lines.append(f"{cls} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n")
-    return "".join(lines)
+    return yolo_text(xyxy_to_yolo(detections.xyxy, *detections.image_size), detections.class_id)
 
 
 def _boxes(image: LabelledImage) -> Iterable[tuple[list[float], float, int, str]]:

@@ -18,6 +18,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from railvision.boxes import Box, parse_yolo, xyxy_to_yolo, yolo_text, yolo_to_xyxy
+from railvision.detections import Detections
+from railvision.draw import draw_detections
+from railvision.images import encode_jpeg
 from railvision.synth import SynthError
 from railvision.synth.geometry import scene_mesh
 from railvision.synth.params import (
@@ -32,9 +36,9 @@ from railvision.synth.post import (
     Backgrounds,
     camera_effects,
     composite,
-    encode_jpeg,
     ground_colour_for,
     haze_colour_for,
+    jpeg_quality,
 )
 from railvision.synth.render import Renderer, RenderResult, cull_to_view, gl_context
 from railvision.synth.scene import Scene, bend, make_scene
@@ -42,7 +46,6 @@ from railvision.taxonomy import CLASS_NAMES
 
 VIEWS = ("ground", "overhead")
 MANIFEST = "synth.json"
-Box = tuple[int, float, float, float, float]  # class id, x0, y0, x1, y1 in pixels (x1, y1 exclusive)
 BOX_BINS = (0, 8, 16, 32, 64, 128, 256, 100000)  # sqrt(box area) in pixels
 
 
@@ -63,7 +66,7 @@ class Sample:
 
     image: np.ndarray  # uint8 BGR
     jpeg: bytes
-    boxes: list[Box]
+    boxes: list[Box[int]]  # class id and pixel corners (x2, y2 exclusive)
     view: str
     scene: Scene
     instances: np.ndarray = field(repr=False)  # (imgsz, imgsz) instance ids after the final rotation
@@ -96,7 +99,7 @@ def mask_boxes(instances: np.ndarray) -> dict[int, tuple[int, int, int, int, int
     }
 
 
-def labels_from_render(scene: Scene, result: RenderResult, k_rot: int, size: int) -> tuple[list[Box], np.ndarray]:
+def labels_from_render(scene: Scene, result: RenderResult, k_rot: int, size: int) -> tuple[list[Box[int]], np.ndarray]:
     """Boxes of the vehicles visible enough; the instance mask rotated like the image."""
     inst = np.ascontiguousarray(np.rot90(result.instances, k_rot))
     ss = inst.shape[0] / size
@@ -112,7 +115,7 @@ def labels_from_render(scene: Scene, result: RenderResult, k_rot: int, size: int
         bx0, by0, bx1, by1 = x0 / ss, y0 / ss, x1 / ss, y1 / ss
         if min(bx1 - bx0, by1 - by0) < MIN_BOX_PX:
             continue
-        boxes.append((v.cls, bx0, by0, bx1, by1))
+        boxes.append(Box(v.cls, bx0, by0, bx1, by1))
     return boxes, inst
 
 
@@ -142,15 +145,7 @@ class Generator:
         img = np.ascontiguousarray(np.rot90(img, k_rot))
         boxes, inst = labels_from_render(scene, result, k_rot, cfg.imgsz)
         bgr = camera_effects(scene, img, post_rng)
-        return Sample(bgr, encode_jpeg(bgr, post_rng), boxes, view, scene, inst)
-
-
-def yolo_lines(boxes: list[Box], size: int) -> str:
-    lines = []
-    for cls, x0, y0, x1, y1 in boxes:
-        cx, cy, w, h = (x0 + x1) / 2 / size, (y0 + y1) / 2 / size, (x1 - x0) / size, (y1 - y0) / size
-        lines.append(f"{cls} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n")
-    return "".join(lines)
+        return Sample(bgr, encode_jpeg(bgr, jpeg_quality(post_rng)), boxes, view, scene, inst)
 
 
 # --------------------------------------------------------------------------- workers
@@ -181,11 +176,12 @@ def _write_one(index: int) -> dict:
     rel = image_relpath(index, cfg.val_fraction)
     (cfg.out / rel).write_bytes(s.jpeg)
     label = cfg.out / rel.replace("images/", "labels/", 1).replace(".jpg", ".txt")
-    label.write_text(yolo_lines(s.boxes, cfg.imgsz))
+    corners = [b[1:] for b in s.boxes]
+    label.write_text(yolo_text(xyxy_to_yolo(corners, cfg.imgsz, cfg.imgsz), [b.label for b in s.boxes]))
     return {
         "image": rel,
         "view": s.view,
-        "classes": [b[0] for b in s.boxes],
+        "classes": [b.label for b in s.boxes],
         "sizes": [float(np.sqrt((b[3] - b[1]) * (b[4] - b[2]))) for b in s.boxes],
     }
 
@@ -263,37 +259,6 @@ def _write_meta(cfg: SynthConfig, records: list[dict]) -> dict:
     return stats
 
 
-PALETTE = ((60, 60, 230), (40, 200, 240), (60, 200, 60), (230, 120, 40), (200, 80, 200))  # BGR per class
-
-
-def draw_boxes(image: np.ndarray, boxes: list[Box]) -> np.ndarray:
-    """Boxes and class names, for previews (``boxes``: class, x0, y0, x1, y1 in pixels)."""
-    out = image.copy()
-    for cls, x0, y0, x1, y1 in boxes:
-        colour = PALETTE[cls % len(PALETTE)]
-        cv2.rectangle(out, (int(x0), int(y0)), (int(np.ceil(x1)) - 1, int(np.ceil(y1)) - 1), colour, 1)
-        cv2.putText(
-            out,
-            CLASS_NAMES[cls],
-            (int(x0), max(9, int(y0) - 2)),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.33,
-            colour,
-            1,
-            cv2.LINE_AA,
-        )
-    return out
-
-
-def read_labels(path: Path, size: int) -> list[Box]:
-    boxes = []
-    for line in path.read_text().splitlines():
-        c, cx, cy, w, h = line.split()
-        cx, cy, w, h = (float(v) * size for v in (cx, cy, w, h))
-        boxes.append((int(c), cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
-    return boxes
-
-
 def write_previews(cfg: SynthConfig, records: list[dict], sheets: int = 3, grid: int = 4, tile: int = 400) -> None:
     """Contact sheets of the first images of each view with their labels drawn."""
     by_view = {v: [r for r in records if r["view"] == v] for v in cfg.views}
@@ -306,13 +271,11 @@ def write_previews(cfg: SynthConfig, records: list[dict], sheets: int = 3, grid:
     for k, chunk in enumerate(picks):
         canvas = np.zeros((grid * tile, grid * tile, 3), np.uint8)
         for j, r in enumerate(chunk):
-            img = cv2.imread(str(cfg.out / r["image"]))
+            img = cv2.resize(cv2.imread(str(cfg.out / r["image"])), (tile, tile), interpolation=cv2.INTER_AREA)
             label = cfg.out / r["image"].replace("images/", "labels/", 1).replace(".jpg", ".txt")
-            scale = tile / img.shape[0]
-            boxes = [
-                (c, a * scale, b * scale, d * scale, e * scale) for c, a, b, d, e in read_labels(label, img.shape[0])
-            ]
-            tile_img = draw_boxes(cv2.resize(img, (tile, tile), interpolation=cv2.INTER_AREA), boxes)
+            cls, cxcywh = parse_yolo(label.read_text())
+            truth = Detections(yolo_to_xyxy(cxcywh, tile, tile), np.ones(len(cls)), cls, (tile, tile))
+            tile_img = draw_detections(img, truth, confidence=False)
             y, x = divmod(j, grid)
             canvas[y * tile : (y + 1) * tile, x * tile : (x + 1) * tile] = tile_img
         cv2.imwrite(

@@ -1,4 +1,4 @@
-"""Everything after rasterising: backgrounds, compositing, atmosphere, lens and sensor effects, JPEG.
+"""Everything after rasterising: backgrounds, compositing, atmosphere, lens and sensor effects, JPEG quality.
 
 Most of the realism is here: the rendered layer is colour-matched to a real (or procedural)
 background, hazed like it, then blurred, shimmered, resampled and noised like a real camera
@@ -293,9 +293,6 @@ def camera_effects(scene: Scene, img: np.ndarray, rng: np.random.Generator) -> n
     return np.clip(img[..., ::-1] * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
-def encode_jpeg(img_bgr: np.ndarray, rng: np.random.Generator) -> bytes:
-    quality = int(rng.integers(POST["jpeg_quality"][0], POST["jpeg_quality"][1] + 1))
-    ok, buf = cv2.imencode(".jpg", img_bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise RuntimeError("JPEG encoding failed")
-    return buf.tobytes()
+def jpeg_quality(rng: np.random.Generator) -> int:
+    """The JPEG quality a camera or an archive saved this image at."""
+    return int(rng.integers(POST["jpeg_quality"][0], POST["jpeg_quality"][1] + 1))

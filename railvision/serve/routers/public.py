@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from importlib.resources import files
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
+from railvision.draw import PALETTE
 from railvision.serve.dependencies import ServiceDep, require_api_key
 from railvision.serve.metrics import CONTENT_TYPE
 
 INDEX_HTML = files("railvision.serve") / "static" / "index.html"  # package data, wherever it is installed
+PAGE_PALETTE = "/*PALETTE*/[]"  # where the page takes the drawer's class colours, as CSS hex
+PAGE_COLOURS = json.dumps([f"#{r:02x}{g:02x}{b:02x}" for b, g, r in PALETTE])
 
 router = APIRouter(tags=["service"])
 
@@ -36,4 +40,4 @@ async def metrics(service: ServiceDep) -> PlainTextResponse:
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def index() -> HTMLResponse:
     """The drop-a-photo page: public itself; its API calls carry the key typed into it."""
-    return HTMLResponse(INDEX_HTML.read_text(encoding="utf-8"))
+    return HTMLResponse(INDEX_HTML.read_text(encoding="utf-8").replace(PAGE_PALETTE, PAGE_COLOURS))
