@@ -19,6 +19,7 @@ from pathlib import Path
 from common import make_images, model_pair
 
 from railvision.labelling import LabelOptions, label_archive
+from railvision.options import DetectOptions
 from railvision.ultralytics_env import import_ultralytics
 
 
@@ -55,7 +56,11 @@ def main() -> None:
         archive = work / "archive"
         make_images(archive, args.images)
         options = LabelOptions(
-            model=onnx, device="cpu", conf=args.conf, tile=args.tile, batch=args.batch, workers=args.workers
+            model=onnx,
+            device="cpu",
+            detect=DetectOptions(conf=args.conf, tile=args.tile),
+            batch=args.batch,
+            workers=args.workers,
         )
         ours = label_rate(archive, work / "out", options)
         theirs = ultralytics_rate(pt, archive, args.conf)

@@ -14,6 +14,7 @@ from railvision.errors import (
     UnsupportedFormatError,
 )
 from railvision.images import load_image
+from railvision.options import DetectOptions
 from railvision.taxonomy import CLASS_NAMES, CLASSES, TAXONOMY_VERSION
 
 __version__ = "0.1.0"
@@ -23,6 +24,7 @@ __all__ = [
     "CLASS_NAMES",
     "TAXONOMY_VERSION",
     "CorruptImageError",
+    "DetectOptions",
     "Detections",
     "Detector",
     "DeviceUnavailableError",

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, overload
+from typing import Any, overload
 
 import cv2
 import numpy as np
@@ -26,23 +26,14 @@ from railvision.boxes import clip_xyxy, nms
 from railvision.detections import Detections
 from railvision.errors import DeviceUnavailableError, ModelError
 from railvision.images import ImageSource, load_image
-from railvision.taxonomy import CLASS_NAMES, parse_class_filter
+from railvision.options import LIBRARY_DEFAULTS, DetectOptions
+from railvision.taxonomy import CLASS_NAMES
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = MODELS_DIR / "railvision-n.onnx"
 PAD_VALUE = 114  # Ultralytics' letterbox grey
-DEFAULT_CONF = 0.25  # for models that carry no threshold of their own (see recommended_conf)
-CONF_KEY = "conf"  # the ONNX metadata entry of a model's own threshold
 MAX_NMS = 30000  # candidates kept before NMS, as Ultralytics
 CLASS_OFFSET = 7680  # per-class box offset that makes one NMS class-aware, as Ultralytics
-
-Tile = Literal["auto", "on", "off"]
-
-
-def recommended_conf(metadata: dict[str, str]) -> float:
-    """A model's default confidence threshold: the one ``railvision eval --set-default-conf`` measured
-    to count best on held-out data (metadata ``CONF_KEY``), else ``DEFAULT_CONF``."""
-    return float(metadata.get(CONF_KEY, DEFAULT_CONF))
 
 
 def read_metadata(model_path: str | os.PathLike) -> dict[str, str]:
@@ -113,7 +104,7 @@ def to_blob(images: Sequence[np.ndarray], dtype: np.dtype = np.float32) -> np.nd
     return out
 
 
-def decode_end2end(pred: np.ndarray, conf: float, classes: list[int] | None, max_det: int) -> np.ndarray:
+def decode_end2end(pred: np.ndarray, conf: float, classes: tuple[int, ...] | None, max_det: int) -> np.ndarray:
     """YOLO26-style (300, 6) rows of x1 y1 x2 y2 score class: filter only, the model already de-duplicated."""
     keep = pred[:, 4] > conf
     if classes is not None:
@@ -121,7 +112,9 @@ def decode_end2end(pred: np.ndarray, conf: float, classes: list[int] | None, max
     return pred[keep][:max_det]
 
 
-def decode_classic(pred: np.ndarray, conf: float, iou: float, classes: list[int] | None, max_det: int) -> np.ndarray:
+def decode_classic(
+    pred: np.ndarray, conf: float, iou: float, classes: tuple[int, ...] | None, max_det: int
+) -> np.ndarray:
     """Classic (4 + nc, anchors) head: best class per anchor, then class-aware NMS. Rows as ``decode_end2end``."""
     pred = pred.T
     scores = pred[:, 4:]
@@ -154,6 +147,9 @@ class Detector:
     >>> detector = Detector()                    # the shipped model, CUDA if it really runs, else CPU
     >>> result = detector.detect("photo.jpg")    # -> Detections
     >>> result.counts()["tank_car"]
+
+    Its detection options are ``options`` (default ``LIBRARY_DEFAULTS``: untiled) with ``conf``,
+    ``iou`` and ``max_det`` where given, resolved against the model's metadata (``railvision.options``).
     """
 
     def __init__(
@@ -161,14 +157,15 @@ class Detector:
         model_path: str | os.PathLike | None = None,
         device: str = "auto",
         conf: float | None = None,
-        iou: float = 0.7,
+        iou: float | None = None,
         imgsz: int | None = None,
         threads: int | None = None,
-        max_det: int = 300,
+        max_det: int | None = None,
         batch: int = 8,
         max_pixels: int | None = None,
         rect: bool = True,
         spinning: bool = True,
+        options: DetectOptions | None = None,
     ) -> None:
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
         if not self.model_path.is_file():
@@ -177,9 +174,10 @@ class Detector:
         self.provider = self.session.get_providers()[0]
         meta = self.session.get_modelmeta().custom_metadata_map
         self.metadata: dict[str, str] = dict(meta)
-        self.conf = recommended_conf(self.metadata) if conf is None else conf
-        self.iou, self.max_det, self.max_pixels = iou, max_det, max_pixels
-        self._check_thresholds(self.conf, iou, max_det)
+        asked = (options or LIBRARY_DEFAULTS).override(conf=conf, iou=iou, max_det=max_det)
+        self.conf_source = asked.conf_source(self.metadata)  # given, the model's own or default
+        self.options = asked.resolve(self.metadata)
+        self.max_pixels = max_pixels
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
         self.input_dtype = np.float16 if model_input.type == "tensor(float16)" else np.float32
@@ -204,12 +202,10 @@ class Detector:
         self.head = self._head_kind(meta)
         self.model_hash = hashlib.sha256(self.model_path.read_bytes()).hexdigest()
 
-    @staticmethod
-    def _check_thresholds(conf: float, iou: float, max_det: int) -> None:
-        if not 0 <= conf <= 1 or not 0 <= iou <= 1:
-            raise ValueError(f"conf and iou must be within [0, 1], got conf={conf}, iou={iou}")
-        if max_det < 1:
-            raise ValueError(f"max_det must be at least 1, got {max_det}")
+    @property
+    def conf(self) -> float:
+        """The confidence threshold of calls that give none."""
+        return self.options.threshold(self.metadata)
 
     def _open_session(self, device: str, threads: int | None, spinning: bool) -> ort.InferenceSession:
         options = ort.SessionOptions()
@@ -277,16 +273,14 @@ class Detector:
     def _predict(
         self,
         frames: list[np.ndarray],
-        conf: float,
-        iou: float,
-        classes: list[int] | None,
-        max_det: int,
+        options: DetectOptions,
         letterboxed: list[tuple[np.ndarray, Letterbox]] | None = None,
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Boxes (in each frame's pixels), scores and class ids for BGR frames.
+        """Boxes (in each frame's pixels), scores and class ids for BGR frames, with resolved ``options``.
 
         Frames that letterbox to the same input shape run together as real ONNX batches.
         """
+        conf, classes, max_det = options.threshold(self.metadata), options.classes, options.max_det
         boxed = letterboxed if letterboxed is not None else [self.prepare(frame) for frame in frames]
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, (tensor, _) in enumerate(boxed):
@@ -298,7 +292,7 @@ class Detector:
                 if self.head == "end2end":
                     rows = decode_end2end(pred, conf, classes, max_det)
                 else:
-                    rows = decode_classic(pred, conf, iou, classes, max_det)
+                    rows = decode_classic(pred, conf, options.iou, classes, max_det)
                 xyxy = unletterbox(rows[:, :4], boxed[i][1], (frames[i].shape[1], frames[i].shape[0]))
                 results[i] = (xyxy, rows[:, 4].copy(), rows[:, 5].astype(np.int64))
         return results
@@ -307,10 +301,7 @@ class Detector:
         self,
         frame: np.ndarray,
         full: tuple[np.ndarray, np.ndarray, np.ndarray],
-        conf: float,
-        iou: float,
-        classes: list[int] | None,
-        max_det: int,
+        options: DetectOptions,
     ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], int]:
         """Detect on overlapping native-resolution slices and merge them with the full-frame pass."""
         height, width = frame.shape[:2]
@@ -319,9 +310,7 @@ class Detector:
         for start in range(0, len(windows), self.max_batch):
             chunk = windows[start : start + self.max_batch]
             crops = [frame[y1:y2, x1:x2] for x1, y1, x2, y2 in chunk]
-            for k, ((xyxy, score, cls), window) in enumerate(
-                zip(self._predict(crops, conf, iou, classes, max_det), chunk, strict=True)
-            ):
+            for k, ((xyxy, score, cls), window) in enumerate(zip(self._predict(crops, options), chunk, strict=True)):
                 xyxy = xyxy + np.array(window[:2] * 2, dtype=np.float32)
                 parts.append((xyxy, score, cls))
                 sources.append(np.full(len(score), start + k))
@@ -333,35 +322,36 @@ class Detector:
             np.concatenate(sources),
             np.concatenate(cuts),
         )
-        return (xyxy[:max_det], score[:max_det], cls[:max_det]), len(windows)
+        top = options.max_det
+        return (xyxy[:top], score[:top], cls[:top]), len(windows)
+
+    def _options_for(self, options: DetectOptions | None = None, **overrides: Any) -> DetectOptions:
+        """A call's options: ``options`` (else the detector's own) with ``overrides`` (any ``DetectOptions``
+        field; ``None`` is not given) on top, the model's threshold filled in where none was chosen."""
+        return (options or self.options).override(**overrides).resolve(self.metadata)
 
     @overload
-    def detect(self, images: ImageSource, **kwargs: object) -> Detections: ...
+    def detect(self, images: ImageSource, options: DetectOptions | None = None, **overrides: Any) -> Detections: ...
     @overload
-    def detect(self, images: list[ImageSource], **kwargs: object) -> list[Detections]: ...
+    def detect(
+        self, images: list[ImageSource], options: DetectOptions | None = None, **overrides: Any
+    ) -> list[Detections]: ...
 
     def detect(
-        self,
-        images: ImageSource | list[ImageSource],
-        *,
-        conf: float | None = None,
-        iou: float | None = None,
-        classes: str | list[str] | list[int] | None = None,
-        max_det: int | None = None,
-        tile: Tile = "off",
+        self, images: ImageSource | list[ImageSource], options: DetectOptions | None = None, **overrides: Any
     ) -> Detections | list[Detections]:
         """Detect rolling stock in one image (-> ``Detections``) or a list (-> list, run as batches).
 
-        Images are paths, encoded bytes or BGR arrays. ``tile``: ``off``; ``on`` slices every image
-        into overlapping model-sized tiles; ``auto`` does so only where the frame is much larger
-        than the model input and what the full-frame pass found is small (or nothing).
+        Images are paths, encoded bytes or BGR arrays, decoded here (and timed: ``meta["timing"]``).
+        ``options`` replaces the detector's own for this call; ``overrides`` (``conf=``, ``iou=``,
+        ``classes=``, ``max_det=``, ``tile=``, see ``DetectOptions``; ``None``: not given) go on top.
         """
         single = not isinstance(images, list)
         batch = [images] if single else images
         start = time.perf_counter()
         frames = [load_image(image, self.max_pixels) for image in batch]
         decode_ms = (time.perf_counter() - start) * 1e3 / len(batch)
-        results = self.detect_frames(frames, conf=conf, iou=iou, classes=classes, max_det=max_det, tile=tile)
+        results = self.detect_frames(frames, options, **overrides)
         for result in results:
             result.meta["timing"] = {"decode_ms": decode_ms, **result.meta["timing"]}
         return results[0] if single else results
@@ -369,33 +359,24 @@ class Detector:
     def detect_frames(
         self,
         frames: list[np.ndarray],
+        options: DetectOptions | None = None,
         *,
-        conf: float | None = None,
-        iou: float | None = None,
-        classes: str | list[str] | list[int] | None = None,
-        max_det: int | None = None,
-        tile: Tile = "off",
         letterboxed: list[tuple[np.ndarray, Letterbox]] | None = None,
+        **overrides: Any,
     ) -> list[Detections]:
-        """``detect`` for frames already decoded to BGR uint8 (and optionally ``prepare``d).
+        """``detect`` for frames the caller decoded to BGR uint8 (and optionally ``prepare``d), and timed.
 
         Lets a caller decode and letterbox in worker threads while this thread runs the model.
         """
-        conf = self.conf if conf is None else conf
-        iou = self.iou if iou is None else iou
-        max_det = self.max_det if max_det is None else max_det
-        self._check_thresholds(conf, iou, max_det)
-        if tile not in ("auto", "on", "off"):
-            raise ValueError(f"tile must be auto, on or off, got {tile!r}")
-        class_ids = parse_class_filter(classes)
+        chosen = self._options_for(options, **overrides)
         start = time.perf_counter()
-        found = self._predict(frames, conf, iou, class_ids, max_det, letterboxed)
+        found = self._predict(frames, chosen, letterboxed)
         results = []
         for frame, full in zip(frames, found, strict=True):
             size = (frame.shape[1], frame.shape[0])
             tiles = 0
-            if tile == "on" or (tile == "auto" and tiling.needs_tiling(size, self.imgsz, full[0])):
-                full, tiles = self._tiled(frame, full, conf, iou, class_ids, max_det)
+            if chosen.tile == "on" or (chosen.tile == "auto" and tiling.needs_tiling(size, self.imgsz, full[0])):
+                full, tiles = self._tiled(frame, full, chosen)
             results.append(Detections(*full, image_size=size, class_names=self.class_names, meta={"tiles": tiles}))
         timing = {"infer_ms": (time.perf_counter() - start) * 1e3 / max(len(frames), 1)}
         for result in results:

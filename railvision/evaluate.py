@@ -24,8 +24,9 @@ import numpy as np
 from railvision.boxes import box_ioa, box_iou, nms, yolo_to_xyxy
 from railvision.data import IGNORE, ignore_path, label_path, load_dataset, read_views, read_yolo
 from railvision.detections import Detections
-from railvision.engine import DEFAULT_CONF, read_metadata, recommended_conf
+from railvision.engine import read_metadata
 from railvision.images import iter_images, load_image
+from railvision.options import DEFAULTS
 
 MATCH_IOU = 0.5
 IGNORE_IOA = 0.5
@@ -77,14 +78,15 @@ def predict(
     device: str = "auto",
     imgsz: int | None = None,
 ) -> Iterator[Detections]:
-    """Detections per image for an ONNX model (the engine) or a ``.pt`` checkpoint (Ultralytics)."""
+    """Detections per image for an ONNX model (the engine, untiled) or a ``.pt`` checkpoint (Ultralytics)."""
     model = Path(model)
+    frames = (load_image(p) for p in images)
     if model.suffix == ".onnx":
         from railvision.engine import Detector
 
         detector = Detector(model, device=device, conf=conf, iou=iou, imgsz=imgsz)
-        for image in images:
-            yield detector.detect(image)
+        for frame in frames:
+            yield from detector.detect_frames([frame])
         return
     from railvision.ultralytics_env import import_ultralytics, resolve_device, ultralytics_predict
 
@@ -94,7 +96,6 @@ def predict(
     yolo = YOLO(str(model))
     size = imgsz or int((yolo.ckpt.get("train_args") or {}).get("imgsz", 640))
     device = resolve_device("auto" if device in ("auto", "cuda") else device)
-    frames = (load_image(p) for p in images)
     yield from ultralytics_predict(yolo, frames, imgsz=size, conf=conf, iou=iou, head="end2end", device=device)
 
 
@@ -383,8 +384,8 @@ class EvalResult:
 
 
 def model_conf(model: str | Path) -> float:
-    """The threshold the model is used at by default: its own (ONNX metadata), else the engine's default."""
-    return recommended_conf(read_metadata(model)) if Path(model).suffix == ".onnx" else DEFAULT_CONF
+    """The threshold the model is used at by default: its own (ONNX metadata), else the default."""
+    return DEFAULTS.threshold(read_metadata(model) if Path(model).suffix == ".onnx" else {})
 
 
 def evaluate(
@@ -392,7 +393,7 @@ def evaluate(
     data: str | Path,
     split: str = "val",
     conf: float | None = None,
-    iou: float = 0.7,
+    iou: float = DEFAULTS.iou,
     device: str = "auto",
     imgsz: int | None = None,
     negatives: Path | None = None,

@@ -271,7 +271,7 @@ def export(cfg: ExportConfig, log=print) -> ExportResult:
             images,
             imgsz=imgsz,
             conf=cfg.verify_conf,
-            iou=0.7,
+            iou=detector.options.iou,  # the engine's own NMS threshold, so both sides suppress alike
             head=cfg.head,
             device=device,
             rect=detector.rect_stride is not None,

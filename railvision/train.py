@@ -75,6 +75,7 @@ class TrainConfig:
     hours: float | None = None  # wall-clock budget: Ultralytics refits the epoch count and LR schedule to it
     init_from_class: str | None = None  # start every class's row from this class of the start checkpoint
     train_only: str | None = None  # one of heads.TRAINABLE: everything else (BN statistics too) stays fixed
+    stop_after: int | None = None  # end after this many epochs of the ``epochs``-long schedule
     extra: dict[str, Any] = field(default_factory=dict)  # passed through to Ultralytics unchanged
 
 
@@ -94,6 +95,17 @@ def loader_workers(workers: int):
         trainer.args.workers = workers
 
     return restore
+
+
+def stop_after(epochs: int):
+    """Callback ending training after ``epochs`` epochs while the LR schedule stays the one for ``--epochs``:
+    how a checkpoint chosen mid-run (on real photos) is reproduced without training past it."""
+
+    def check(trainer: Any) -> None:
+        if trainer.epoch + 1 >= epochs:
+            trainer.stop = True
+
+    return check
 
 
 def short_run_schedule(epochs: int) -> dict[str, float]:
@@ -238,6 +250,8 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         log(f"training only the {cfg.train_only}; {len(freeze)} layers and branches fixed")
     model.add_callback("on_train_start", use_all_cores)
     model.add_callback("on_pretrain_routine_start", loader_workers(cfg.workers))
+    if cfg.stop_after:
+        model.add_callback("on_fit_epoch_end", stop_after(cfg.stop_after))
     start = time.perf_counter()
     if cfg.resume:
         model.train(resume=True, device=device, workers=cfg.workers)

@@ -94,7 +94,8 @@ def test_conf_sweep_finds_the_threshold_that_counts_best(monkeypatch, tmp_path: 
 def test_set_default_conf_is_what_the_engine_then_uses(oracle_model: Path, tmp_path: Path, capsys) -> None:
     import shutil
 
-    from railvision.engine import DEFAULT_CONF, Detector
+    from railvision.engine import Detector
+    from railvision.options import DEFAULT_CONF
 
     model = tmp_path / "model.onnx"
     shutil.copy(oracle_model, model)

@@ -343,10 +343,10 @@ class Gate:
     def __init__(self, detector) -> None:
         self.detector, self.entered, self.open = detector, threading.Event(), threading.Event()
 
-    def detect(self, images, **kwargs):
+    def detect_frames(self, frames, options):
         self.entered.set()
         assert self.open.wait(30)
-        return self.detector.detect(images, **kwargs)
+        return self.detector.detect_frames(frames, options)
 
 
 def post_scene(client: httpx.AsyncClient, png: bytes, query: str = "") -> asyncio.Future:

@@ -76,6 +76,19 @@ def test_cpu_training_gets_its_loader_workers_back() -> None:
     assert trainer.args.workers == 2
 
 
+def test_stop_after_ends_the_run_inside_its_schedule() -> None:
+    from types import SimpleNamespace
+
+    from railvision.train import stop_after
+
+    trainer = SimpleNamespace(epoch=0, stop=False)
+    stop_after(2)(trainer)
+    assert not trainer.stop  # after epoch 1 of the schedule
+    trainer.epoch = 1
+    stop_after(2)(trainer)
+    assert trainer.stop  # after epoch 2: Ultralytics breaks out of its loop, last.pt is this epoch's
+
+
 def test_domain_augmentations_build_and_serialise() -> None:
     import albumentations as A
 

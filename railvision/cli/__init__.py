@@ -1,7 +1,9 @@
 """``railvision`` command line: one entry point, one module per subcommand.
 
 Subcommand modules are imported only when chosen, so ``railvision detect`` never
-pays for (or imports) the training stack.
+pays for (or imports) the training stack. They report failures by raising: ``main``
+turns ``CommandError``, ``RailvisionError``, ``ValueError`` and ``FileNotFoundError``
+into an ``error: ...`` line on stderr and the exit code, here and nowhere else.
 """
 
 from __future__ import annotations
@@ -11,6 +13,19 @@ import importlib
 import sys
 
 from railvision import __version__
+from railvision.errors import RailvisionError
+
+USAGE_ERRORS = (RailvisionError, ValueError, FileNotFoundError)  # bad arguments or input: exit code 2
+
+
+class CommandError(Exception):
+    """A failure a subcommand explains in one line: ``main`` prints ``error: <message>`` and exits with
+    ``code`` (2: the arguments or input cannot be used, 1: the work ran and failed)."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
 
 # name -> (module, one-line help). Each module defines add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -50,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         return int(module.run(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # a command may say what an interrupt leaves behind
+        print(f"interrupted: {exc}" if str(exc) else "interrupted", file=sys.stderr)
         return 130
+    except (CommandError, *USAGE_ERRORS) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code if isinstance(exc, CommandError) else 2

@@ -38,11 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return {"import": run_import, "check": run_check, "split": run_split}[args.action](args)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return {"import": run_import, "check": run_check, "split": run_split}[args.action](args)
 
 
 def run_split(args: argparse.Namespace) -> int:

@@ -4,31 +4,33 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import cv2
 
+from railvision.cli import CommandError
 from railvision.draw import draw_detections
-from railvision.engine import CONF_KEY, Detector
+from railvision.engine import Detector
 from railvision.errors import RailvisionError
 from railvision.images import iter_images, load_image
+from railvision.options import DEFAULT_CONF, DEFAULTS, TILES, DetectOptions
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """Model and threshold flags shared by every command that runs the engine."""
+    """Model and detection flags shared by every command that runs the engine (unset: ``DEFAULTS``)."""
     parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: models/railvision-n.onnx)")
     parser.add_argument(
-        "--conf", type=float, default=None, help="confidence threshold (default: the model's own, else 0.25)"
+        "--conf", type=float, help=f"confidence threshold (default: the model's own, else {DEFAULT_CONF:g})"
     )
-    parser.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold for classic heads (default 0.7)")
+    parser.add_argument("--iou", type=float, help=f"NMS IoU threshold for classic heads (default {DEFAULTS.iou:g})")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
-    parser.add_argument("--tile", choices=["auto", "on", "off"], default="auto", help="tiled inference (default auto)")
+    parser.add_argument("--tile", choices=TILES, help=f"tiled inference (default {DEFAULTS.tile})")
 
 
-def load_detector(args: argparse.Namespace) -> Detector:
-    return Detector(args.model, device=args.device, conf=args.conf, iou=args.iou)
+def detect_options(args: argparse.Namespace) -> DetectOptions:
+    """The flags given, over the defaults (the model's own threshold is filled in by the detector)."""
+    return DEFAULTS.override(conf=args.conf, iou=args.iou, tile=args.tile)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,19 +45,13 @@ def _table_row(cells: list[str], widths: list[int]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        detector = load_detector(args)
-    except (RailvisionError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    detector = Detector(args.model, device=args.device, options=detect_options(args))
     files = [f for p in args.paths for f in (iter_images(p) if p.is_dir() else [p])]
     if not files:
-        print("error: no images found in the given paths", file=sys.stderr)
-        return 2
-    source = "given" if args.conf is not None else ("the model's own" if CONF_KEY in detector.metadata else "default")
+        raise CommandError("no images found in the given paths")
     print(
         f"model {detector.model_path.name} on {detector.provider}, input {detector.imgsz[1]}x{detector.imgsz[0]}, "
-        f"conf {detector.conf:g} ({source})"
+        f"conf {detector.conf:g} ({detector.conf_source})"
     )
     names = list(detector.class_names)
     width = max(len(str(f)) for f in files)
@@ -67,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
     for path in files:
         start = time.perf_counter()
         try:
-            image = load_image(path)
-            result = detector.detect(image, tile=args.tile)
+            image = load_image(path)  # decoded once: the frame is drawn on below
+            [result] = detector.detect_frames([image])
         except RailvisionError as exc:
             failed += 1
             print(f"{str(path).ljust(widths[0])}  error: {exc}")

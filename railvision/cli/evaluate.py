@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from railvision.engine import CONF_KEY
-from railvision.errors import RailvisionError
+from railvision.cli import CommandError
 from railvision.evaluate import MATCH_IOU, evaluate, format_table, save_report
+from railvision.options import CONF_KEY, DEFAULT_CONF, DEFAULTS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,9 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help=f"confidence for precision, recall, confusion and counts (IoU >= {MATCH_IOU}); AP uses all boxes "
-        "(default: the model's own, else 0.25)",
+        f"(default: the model's own, else {DEFAULT_CONF:g})",
     )
-    parser.add_argument("--iou", type=float, default=0.7, help="NMS IoU for classic-head models")
+    parser.add_argument("--iou", type=float, default=DEFAULTS.iou, help="NMS IoU for classic-head models")
     parser.add_argument("--imgsz", type=int, help="inference size (default: the model's)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument(
@@ -39,18 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not args.model.is_file() or not args.data.is_file():
-        print(f"not found: {args.model if not args.model.is_file() else args.data}", file=sys.stderr)
-        return 2
+        raise CommandError(f"not found: {args.model if not args.model.is_file() else args.data}")
     if args.set_default_conf and args.model.suffix != ".onnx":
-        print("error: --set-default-conf needs an .onnx model", file=sys.stderr)
-        return 2
-    try:
-        result = evaluate(
-            args.model, args.data, args.split, args.conf, args.iou, args.device, args.imgsz, args.negatives
-        )
-    except (ValueError, RailvisionError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise CommandError("--set-default-conf needs an .onnx model")
+    result = evaluate(args.model, args.data, args.split, args.conf, args.iou, args.device, args.imgsz, args.negatives)
     print(format_table(result))
     best, at_chosen = result.sweep.best(), result.sweep.error_at(result.conf)
     print(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from railvision.cli import CommandError
 from railvision.cli.common import config_from_args
 from railvision.export import (
     HEADS,
@@ -60,24 +60,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if message := missing_training_extra("export"):
-        print(message, file=sys.stderr)
-        return 2
+        raise CommandError(message)
     if not args.weights.is_file():
-        print(f"weights not found: {args.weights}", file=sys.stderr)
-        return 2
+        raise CommandError(f"weights not found: {args.weights}")
     cfg = config_from_args(ExportConfig, args)
-    try:
-        result = export(cfg)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    result = export(cfg)
     for message in result.messages:
         print(message)
     for key, value in result.metadata.items():
         print(f"  {key}: {value}")
     if not result.parity_ok:
-        print(f"error: {result.onnx} does not reproduce the PyTorch model; do not ship it", file=sys.stderr)
-        return 1
+        raise CommandError(f"{result.onnx} does not reproduce the PyTorch model; do not ship it", code=1)
     if cfg.int8 and result.int8 is None:
         return 1
     return 0

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import cv2
 
-from railvision.cli.detect import add_model_arguments
+from railvision.cli import CommandError
+from railvision.cli.detect import add_model_arguments, detect_options
 from railvision.engine import default_model_path
-from railvision.errors import RailvisionError
 from railvision.labelling import FORMATS, LabelOptions, label_archive
 
 
@@ -75,32 +75,25 @@ class Progress:
 
 def run(args: argparse.Namespace) -> int:
     if not args.archive.is_dir():
-        print(f"error: {args.archive} is not a folder", file=sys.stderr)
-        return 2
+        raise CommandError(f"{args.archive} is not a folder")
     if args.workers < 1 or args.batch < 1:
-        print("error: --workers and --batch must be at least 1", file=sys.stderr)
-        return 2
+        raise CommandError("--workers and --batch must be at least 1")
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # not one libtiff warning per GeoTIFF tag
+    options = LabelOptions(
+        model=args.model or default_model_path(), device=args.device, detect=detect_options(args),
+        annotated=args.annotated, batch=args.batch, workers=args.workers,
+    )  # fmt: skip
     progress = Progress(not args.no_progress)
     try:
-        options = LabelOptions(
-            model=args.model or default_model_path(), device=args.device, conf=args.conf, iou=args.iou,
-            tile=args.tile, annotated=args.annotated, batch=args.batch, workers=args.workers,
-        )  # fmt: skip
         summary = label_archive(
             args.archive, args.out, options, formats=args.format, report=args.report, engine=args.engine,
             ray_address=args.ray_address, labelstudio_prefix=args.labelstudio_prefix,
             on_start=progress.start, on_batch=progress.update,
         )  # fmt: skip
     except KeyboardInterrupt:
+        raise KeyboardInterrupt("finished batches are saved; run the same command again to resume") from None
+    finally:  # before main prints what went wrong
         progress.close()
-        print("interrupted: finished batches are saved; run the same command again to resume", file=sys.stderr)
-        return 130
-    except (RailvisionError, ValueError) as exc:
-        progress.close()
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    progress.close()
     if summary.restarted:
         print("the model or settings changed since the last run: everything was labelled again")
     print("\n".join(summary.lines()))

@@ -7,8 +7,9 @@ Flags override the ``RAILVISION_*`` environment variables; the API key is read f
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from railvision.cli import CommandError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,20 +27,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
-        from pydantic import ValidationError
 
         from railvision.serve.app import create_app
         from railvision.serve.settings import Settings
     except ImportError as exc:
-        print(
-            f"error: {exc.name} is missing; install the 'serve' extra: pip install 'railvision[serve]'", file=sys.stderr
-        )
-        return 2
+        raise CommandError(
+            f"{exc.name} is missing; install the 'serve' extra: pip install 'railvision[serve]'"
+        ) from None
     flags = ("model", "device", "max_batch", "max_wait_ms", "max_queue", "threads")
-    try:
-        settings = Settings(**{k: getattr(args, k) for k in flags if getattr(args, k) is not None})
-    except ValidationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    # a bad value raises pydantic's ValidationError, a ValueError: main reports it
+    settings = Settings(**{k: getattr(args, k) for k in flags if getattr(args, k) is not None})
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
     return 0

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
+
+from railvision.cli import CommandError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,13 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _fail(message: str) -> int:
-    print(f"railvision synth: error: {message}", file=sys.stderr)
-    return 2
-
-
 def run(args: argparse.Namespace) -> int:
-    from railvision.synth import SynthError
     from railvision.synth.post import default_backgrounds
 
     views = tuple(v.strip() for v in args.views.split(",") if v.strip())
@@ -42,25 +37,22 @@ def run(args: argparse.Namespace) -> int:
 
     bad = [v for v in views if v not in VIEWS]
     if not views or bad:
-        return _fail(f"unknown view(s) {', '.join(bad) or '(none)'}; choose from {', '.join(VIEWS)}")
+        raise CommandError(f"unknown view(s) {', '.join(bad) or '(none)'}; choose from {', '.join(VIEWS)}")
     if args.n <= 0:
-        return _fail(f"--n must be a positive number of images, got {args.n}")
+        raise CommandError(f"--n must be a positive number of images, got {args.n}")
     if not 64 <= args.imgsz <= 2048 or args.imgsz % 32:
-        return _fail(f"--imgsz must be a multiple of 32 between 64 and 2048, got {args.imgsz}")
+        raise CommandError(f"--imgsz must be a multiple of 32 between 64 and 2048, got {args.imgsz}")
     if args.workers < 1:
-        return _fail(f"--workers must be at least 1, got {args.workers}")
+        raise CommandError(f"--workers must be at least 1, got {args.workers}")
     if not 0.0 <= args.val_fraction <= 1.0:
-        return _fail(f"--val-fraction must be in [0, 1] (1: a test set, all val), got {args.val_fraction}")
+        raise CommandError(f"--val-fraction must be in [0, 1] (1: a test set, all val), got {args.val_fraction}")
     backgrounds = args.backgrounds if args.backgrounds is not None else default_backgrounds()
     if backgrounds is not None and not backgrounds.is_dir():
-        return _fail(f"--backgrounds {backgrounds} is not a folder")
+        raise CommandError(f"--backgrounds {backgrounds} is not a folder")
     cfg = SynthConfig(
         args.out, args.n, tuple(dict.fromkeys(views)), args.seed, args.imgsz, args.val_fraction, backgrounds
     )
-    try:
-        stats = generate(cfg, workers=args.workers, overwrite=args.overwrite, progress=print_progress)
-    except SynthError as exc:
-        return _fail(str(exc))
+    stats = generate(cfg, workers=args.workers, overwrite=args.overwrite, progress=print_progress)
     print(f"wrote {stats['images']} images ({stats['instances']} boxes, {stats['negatives']} negatives) to {args.out}")
     for name, count in stats["instances_per_class"].items():
         print(f"  {name}: {count}")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
+from railvision.cli import CommandError
 from railvision.cli.common import config_from_args
 from railvision.train import AUGMENTATIONS, PRETRAINED_WEIGHTS, SHIPPED_WEIGHTS, TRAINABLE, TrainConfig, train
 from railvision.ultralytics_env import missing_training_extra
@@ -24,6 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--hours",
         type=float,
         help="stop after this many hours, with the epoch count and LR schedule refitted to fit (CPU runs)",
+    )
+    parser.add_argument(
+        "--stop-after",
+        type=int,
+        metavar="N",
+        help="end after N epochs of the --epochs schedule (reproduces a checkpoint taken mid-run)",
     )
     parser.add_argument("--imgsz", type=int, default=640, help="square training size in pixels")
     parser.add_argument("--batch", type=int, default=16, help="batch size (-1: Ultralytics auto on CUDA)")
@@ -82,18 +88,15 @@ def ultralytics_override(text: str) -> tuple[str, object]:
 
 def run(args: argparse.Namespace) -> int:
     if message := missing_training_extra("train"):
-        print(message, file=sys.stderr)
-        return 2
+        raise CommandError(message)
     args.extra = dict(args.extra)
     cfg = config_from_args(TrainConfig, args)
     if not cfg.resume and not cfg.data.is_file():
-        print(f"data file not found: {cfg.data}", file=sys.stderr)
-        return 2
+        raise CommandError(f"data file not found: {cfg.data}")
     try:
         result = train(cfg)
-    except RuntimeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except RuntimeError as exc:  # what training could not do (e.g. no synthetic data): the run failed
+        raise CommandError(str(exc), code=1) from exc
     print(f"trained in {result.seconds:.0f} s from {result.weights} on {result.data}")
     print(f"weights: {result.best} (best), {result.last} (last)")
     print(f"metrics: {result.save_dir / 'results.csv'}")

@@ -15,19 +15,29 @@ from railvision.labelling.pipeline import label_local, open_detector
 from railvision.labelling.records import LabelOptions, Results
 from railvision.labelling.scan import scan_archive
 from railvision.labelling.state import STATE_FILE, State
+from railvision.options import DEFAULTS
 
 
 def settings_key(options: LabelOptions, detector: Detector) -> dict[str, Any]:
-    """The settings that decide the saved labels; ``batch``, ``workers`` and the device do not."""
-    return {
+    """The settings that decide the saved labels; ``batch``, ``workers`` and the device do not.
+
+    ``classes`` and ``max_det`` appear only when not the defaults, so states saved before they could
+    be chosen stay valid."""
+    chosen = detector.options
+    key = {
         "model_sha256": detector.model_hash,
         "conf": detector.conf,
-        "iou": options.iou,
-        "tile": options.tile,
+        "iou": chosen.iou,
+        "tile": chosen.tile,
         "annotated": options.annotated,
         "max_pixels": options.max_pixels,
         "imgsz": list(detector.imgsz),
     }
+    if chosen.classes is not None:
+        key["classes"] = list(chosen.classes)
+    if chosen.max_det != DEFAULTS.max_det:
+        key["max_det"] = chosen.max_det
+    return key
 
 
 def annotated_path(out: Path, stem: str) -> Path:

@@ -38,8 +38,8 @@ class Prepared:
 def open_detector(options: LabelOptions, threads: int | None = None) -> Detector:
     """The labeller's detector: ORT threads do not spin while idle, so decoding threads get the cores."""
     return Detector(
-        options.model, device=options.device, conf=options.conf, iou=options.iou, threads=threads,
-        batch=options.batch, max_pixels=options.max_pixels, spinning=False,
+        options.model, device=options.device, threads=threads, batch=options.batch,
+        max_pixels=options.max_pixels, spinning=False, options=options.detect,
     )  # fmt: skip
 
 
@@ -56,14 +56,11 @@ def prepare(root: Path, file: ArchiveFile, detector: Detector, max_pixels: int |
 
 
 def infer(detector: Detector, batch: list[Prepared], options: LabelOptions) -> list[Outcome]:
-    """Run the model on one batch of prepared photos; failures pass through as outcomes."""
+    """Run the model (with the detector's options: ``options.detect``) on one batch of prepared photos;
+    failures pass through as outcomes."""
     good = [p for p in batch if p.error is None]
     found = iter(
-        detector.detect_frames(
-            [p.frame for p in good],
-            tile=options.tile,
-            letterboxed=[p.boxed for p in good],  # type: ignore[misc]
-        )
+        detector.detect_frames([p.frame for p in good], letterboxed=[p.boxed for p in good])  # type: ignore[misc]
         if good
         else []
     )

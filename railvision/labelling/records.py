@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from railvision.detections import Detections
+from railvision.options import DEFAULTS, DetectOptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,9 +34,7 @@ class LabelOptions:
 
     model: Path
     device: str = "auto"
-    conf: float | None = None  # None: the model's own threshold
-    iou: float = 0.7
-    tile: str = "auto"
+    detect: DetectOptions = DEFAULTS
     annotated: bool = False
     max_pixels: int | None = None
     batch: int = 8

@@ -1,8 +1,8 @@
 """Dynamic batching: concurrent requests share ONNX batches, run off the event loop.
 
 Requests put decoded images on a bounded queue and await a future each. One worker
-takes the oldest image plus every queued image with the *same* parameters (the engine
-applies conf/iou/classes/max_det/tile per call, so a batch can only share them), up to
+takes the oldest image plus every queued image with the *same* ``DetectOptions`` (the engine
+applies them per call, so a batch can only share them), up to
 ``max_batch``, waiting at most ``max_wait`` for company when the engine is idle. While a
 batch runs, new requests queue up, so under load batches fill without any waiting.
 """
@@ -16,20 +16,20 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from railvision.detections import Detections
 from railvision.engine import Detector
+from railvision.options import DetectOptions
 from railvision.serve.errors import ServiceError
 from railvision.serve.metrics import Metrics
 
 
 @dataclass(eq=False)
 class Job:
-    image: np.ndarray
-    params: tuple[tuple[str, Any], ...]  # engine keyword arguments, hashable: the batch-sharing key
+    image: np.ndarray  # decoded (and timed) by the request
+    options: DetectOptions  # the batch-sharing key
     future: asyncio.Future
     queued_at: float = field(default_factory=time.perf_counter)
 
@@ -69,8 +69,8 @@ class Batcher:
             job.future.cancel()
         self._executor.shutdown(wait=True)
 
-    async def submit(self, images: list[np.ndarray], params: dict[str, Any]) -> list[Result]:
-        """Detections for ``images``, all with the same engine parameters; 503 when the queue is full."""
+    async def submit(self, images: list[np.ndarray], options: DetectOptions) -> list[Result]:
+        """Detections for decoded ``images``, all with the same options; 503 when the queue is full."""
         if self.depth + len(images) > self.max_queue:
             raise ServiceError(
                 503,
@@ -79,8 +79,7 @@ class Batcher:
                 headers={"Retry-After": "1"},
             )
         loop = asyncio.get_running_loop()
-        key = tuple(sorted(params.items()))
-        jobs = [Job(image, key, loop.create_future()) for image in images]
+        jobs = [Job(image, options, loop.create_future()) for image in images]
         self._pending.extend(jobs)
         self._arrived.set()
         try:
@@ -89,8 +88,8 @@ class Batcher:
             for job in jobs:
                 job.future.cancel()
 
-    def _same(self, key: tuple) -> list[Job]:
-        return [job for job in self._pending if job.params == key and not job.future.done()][: self.max_batch]
+    def _same(self, options: DetectOptions) -> list[Job]:
+        return [job for job in self._pending if job.options == options and not job.future.done()][: self.max_batch]
 
     async def _gather(self) -> list[Job]:
         """The next batch: the oldest job and its parameter-mates, after at most ``max_wait`` of waiting."""
@@ -104,7 +103,8 @@ class Batcher:
                 continue
             deadline = first.queued_at + self.max_wait_s
             while (
-                len(batch := self._same(first.params)) < self.max_batch and (left := deadline - time.perf_counter()) > 0
+                len(batch := self._same(first.options)) < self.max_batch
+                and (left := deadline - time.perf_counter()) > 0
             ):
                 self._arrived.clear()
                 with suppress(TimeoutError):
@@ -122,7 +122,7 @@ class Batcher:
             images = [job.image for job in batch]
             try:
                 found = await loop.run_in_executor(
-                    self._executor, functools.partial(self.detector.detect, images, **dict(batch[0].params))
+                    self._executor, functools.partial(self.detector.detect_frames, images, batch[0].options)
                 )
             except Exception as exc:  # the engine failed for this batch: fail its requests, keep serving
                 for job in batch:

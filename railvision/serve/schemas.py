@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
+from railvision.options import DEFAULTS, DetectOptions, Tile
 from railvision.taxonomy import parse_class_filter
 
 
 class DetectParams(BaseModel):
-    """Detection parameters, from the query string, multipart form fields or the JSON body."""
+    """Detection parameters, from the query string, multipart form fields or the JSON body.
+
+    Defaults come from ``DEFAULTS``; the bounds are the HTTP contract (OpenAPI, a 422 naming the field).
+    """
 
     conf: float | None = Field(None, ge=0, le=1, description="confidence threshold (default: the model's own)")
-    iou: float = Field(0.7, ge=0, le=1, description="NMS IoU threshold (classic heads)")
+    iou: float = Field(DEFAULTS.iou, ge=0, le=1, description="NMS IoU threshold (classic heads)")
     classes: str | None = Field(None, description="keep only these classes: names or ids, comma-separated")
-    max_det: int = Field(300, ge=1, le=1000, description="most boxes per image")
-    tile: Literal["auto", "on", "off"] = Field("auto", description="tiled inference for large scenes")
+    max_det: int = Field(DEFAULTS.max_det, ge=1, le=1000, description="most boxes per image")
+    tile: Tile = Field(DEFAULTS.tile, description="tiled inference for large scenes")
     annotated: bool = Field(False, description="also return a JPEG with the boxes drawn (base64)")
 
     @field_validator("classes")
@@ -28,16 +32,11 @@ class DetectParams(BaseModel):
             raise ValueError(exc.args[0]) from None
         return value
 
-    def engine_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``Detector.detect`` (hashable, so equal requests can share a batch)."""
-        ids = parse_class_filter(self.classes)
-        return {
-            "conf": self.conf,
-            "iou": self.iou,
-            "classes": tuple(ids) if ids is not None else None,
-            "max_det": self.max_det,
-            "tile": self.tile,
-        }
+    def options(self) -> DetectOptions:
+        """The request's detection options (hashable: equal requests share a batch); no conf: the model's own."""
+        return DEFAULTS.override(
+            conf=self.conf, iou=self.iou, classes=self.classes, max_det=self.max_det, tile=self.tile
+        )
 
 
 class ImageIn(BaseModel):

@@ -101,7 +101,7 @@ async def detect(request: Request, query: Annotated[DetectParams, Query()], serv
                     413, "too_many_images", f"{len(uploads)} images in one request, the limit is {settings.max_images}"
                 )
             decoded = await asyncio.gather(*(_decode(u, settings.max_pixels) for u in uploads))
-            results = await service.batcher.submit([image for image, _ in decoded], params.engine_kwargs())
+            results = await service.batcher.submit([image for image, _ in decoded], params.options())
             images = await asyncio.gather(
                 *(
                     _answer(upload, image, ms, result, params.annotated)
