@@ -59,9 +59,10 @@ AUGMENTATIONS: dict[str, tuple[tuple[str, dict[str, Any]], ...]] = {
 class TrainConfig:
     data: Path
     weights: str | None = None  # None: default_weights()
-    epochs: int = 100
+    # defaults measured for the main use, a few dozen of one's own photos (the model card's few-shot curve)
+    epochs: int = 30
     imgsz: int = 640
-    batch: int = 16
+    batch: int = 8
     device: str = "auto"
     resume: bool = False
     seed: int = 0
@@ -70,7 +71,7 @@ class TrainConfig:
     project: Path = Path("runs/train")
     name: str = "exp"
     workers: int = 4
-    freeze: int = 0  # first N layers kept as they are: faster, and safer on small data
+    freeze: int = 10  # first N layers (10: the backbone) kept as they are: faster, and safer on small data
     val: bool = True  # validate after every epoch (the last epoch is always validated)
     hours: float | None = None  # wall-clock budget: Ultralytics refits the epoch count and LR schedule to it
     init_from_class: str | None = None  # start every class's row from this class of the start checkpoint

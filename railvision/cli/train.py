@@ -19,7 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"start checkpoint (.pt), Ultralytics model name or .yaml; default {SHIPPED_WEIGHTS} if present, "
         f"else {PRETRAINED_WEIGHTS} if present, else yolo26n.yaml from scratch",
     )
-    parser.add_argument("--epochs", type=int, default=100, help="epochs (with --hours: the first estimate)")
+    parser.add_argument(
+        "--epochs", type=int, default=TrainConfig.epochs, help="epochs (with --hours: the first estimate)"
+    )
     parser.add_argument(
         "--hours",
         type=float,
@@ -32,7 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="end after N epochs of the --epochs schedule (reproduces a checkpoint taken mid-run)",
     )
     parser.add_argument("--imgsz", type=int, default=640, help="square training size in pixels")
-    parser.add_argument("--batch", type=int, default=16, help="batch size (-1: Ultralytics auto on CUDA)")
+    parser.add_argument(
+        "--batch", type=int, default=TrainConfig.batch, help="batch size (-1: Ultralytics auto on CUDA)"
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, 0, 0,1 ...")
     parser.add_argument(
         "--resume", action="store_true", help="continue an interrupted run (--weights LAST.pt or PROJECT/NAME)"
@@ -48,7 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="exp", help="run name (Ultralytics appends a number if it exists)")
     parser.add_argument("--workers", type=int, default=4, help="dataloader worker processes")
     parser.add_argument(
-        "--freeze", type=int, default=0, metavar="N", help="keep the first N layers fixed (10: the backbone)"
+        "--freeze",
+        type=int,
+        default=TrainConfig.freeze,
+        metavar="N",
+        help=f"keep the first N layers fixed (default {TrainConfig.freeze}: the backbone; 0: train everything)",
     )
     parser.add_argument(
         "--init-from-class",
