@@ -376,3 +376,33 @@ def test_ray_engine_gives_the_same_outputs(archive: Path, tmp_path: Path, oracle
         == 0
     )
     assert output_files(tmp_path / "ray") == output_files(tmp_path / "local")
+
+
+def test_a_second_run_on_the_same_output_refuses_at_once(
+    archive: Path, tmp_path: Path, oracle_model: Path, capsys
+) -> None:
+    """While one run holds OUT, another refuses with a clear message and leaves the state alone; a holder
+    killed with SIGKILL leaves no stale lock (flock dies with its process)."""
+    from railvision.labelling.state import exclusive
+
+    out = tmp_path / "out"
+    assert label(archive, out, oracle_model) == 0
+    before = output_files(out)
+    capsys.readouterr()
+    with exclusive(out.resolve()):
+        assert label(archive, out, oracle_model, "--conf", "0.5") == 2
+    assert "in use by another 'railvision label' run" in capsys.readouterr().err
+    assert output_files(out) == before  # nothing was touched
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from railvision.labelling.state import "
+         "exclusive; cm = exclusive(Path(sys.argv[1])); cm.__enter__(); print('held', flush=True); time.sleep(60)",
+         str(out.resolve())],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert label(archive, out, oracle_model) == 2
+    finally:
+        holder.kill()
+        holder.wait()
+    assert label(archive, out, oracle_model) == 0  # the killed holder's lock is gone

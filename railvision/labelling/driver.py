@@ -14,7 +14,7 @@ from railvision.labelling.outputs import FORMATS, output_stems, prune, shared_st
 from railvision.labelling.pipeline import label_local, open_detector
 from railvision.labelling.records import LabelOptions, Results
 from railvision.labelling.scan import scan_archive
-from railvision.labelling.state import STATE_FILE, State
+from railvision.labelling.state import STATE_FILE, State, exclusive
 from railvision.options import DEFAULTS
 
 
@@ -99,41 +99,42 @@ def label_archive(
     if unknown:
         raise ValueError(f"unknown format(s) {', '.join(sorted(unknown))}; choose from {', '.join(FORMATS)}")
     out.mkdir(parents=True, exist_ok=True)
-    files, skipped = scan_archive(root)
-    stems = output_stems(f.rel for f in files)
-    detector = open_detector(options)
-    state = State(out / STATE_FILE, settings_key(options, detector))
-    try:
-        pending = state.pending(files)
-        on_start(len(pending))
-        if engine == "ray":
-            from railvision.labelling.ray_backend import label_ray
+    with exclusive(out):
+        files, skipped = scan_archive(root)
+        stems = output_stems(f.rel for f in files)
+        detector = open_detector(options)
+        state = State(out / STATE_FILE, settings_key(options, detector))
+        try:
+            pending = state.pending(files)
+            on_start(len(pending))
+            if engine == "ray":
+                from railvision.labelling.ray_backend import label_ray
 
-            batches = label_ray(root, pending, options, ray_address)
-        else:
-            batches = label_local(root, pending, options, detector)
-        for outcomes in batches:
-            for outcome in outcomes:
-                if outcome.annotated is not None:
-                    write_atomic(annotated_path(out, stems[outcome.file.rel]), outcome.annotated)
-            state.record(outcomes)
-            on_batch(len(outcomes))
-        labelled, failed = state.results(files, detector.class_names)
-    finally:
-        state.close()
-    results = Results(labelled, failed, skipped, detector.class_names, detector.model_path.name)
-    write_outputs(out, results, formats, labelstudio_prefix=labelstudio_prefix)
-    if options.annotated:
-        prune(out / "annotated", {annotated_path(out, stems[image.path]) for image in labelled})
-    if report:
-        from railvision.labelling.report import write_report
+                batches = label_ray(root, pending, options, ray_address)
+            else:
+                batches = label_local(root, pending, options, detector)
+            for outcomes in batches:
+                for outcome in outcomes:
+                    if outcome.annotated is not None:
+                        write_atomic(annotated_path(out, stems[outcome.file.rel]), outcome.annotated)
+                state.record(outcomes)
+                on_batch(len(outcomes))
+            labelled, failed = state.results(files, detector.class_names)
+        finally:
+            state.close()
+        results = Results(labelled, failed, skipped, detector.class_names, detector.model_path.name)
+        write_outputs(out, results, formats, labelstudio_prefix=labelstudio_prefix)
+        if options.annotated:
+            prune(out / "annotated", {annotated_path(out, stems[image.path]) for image in labelled})
+        if report:
+            from railvision.labelling.report import write_report
 
-        write_report(out / "report.html", root, results)
-    per_class = {name: 0 for name in detector.class_names}
-    for image in labelled:
-        for name, n in image.detections.counts().items():
-            per_class[name] += n
-    return Summary(
-        len(files), len(pending), len(labelled), len(failed), len(skipped), per_class,
-        time.perf_counter() - start, state.restarted, shared_stems(stems),
-    )  # fmt: skip
+            write_report(out / "report.html", root, results)
+        per_class = {name: 0 for name in detector.class_names}
+        for image in labelled:
+            for name, n in image.detections.counts().items():
+                per_class[name] += n
+        return Summary(
+            len(files), len(pending), len(labelled), len(failed), len(skipped), per_class,
+            time.perf_counter() - start, state.restarted, shared_stems(stems),
+        )  # fmt: skip

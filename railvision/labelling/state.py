@@ -2,15 +2,44 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from railvision.detections import Detections
+from railvision.errors import RailvisionError
 from railvision.labelling.records import ArchiveFile, FailedImage, LabelledImage, Outcome
 
 STATE_FILE = "state.sqlite"
+
+
+class OutputInUseError(RailvisionError):
+    """Another labelling run holds the output folder."""
+
+    kind = "output_in_use"
+
+
+@contextlib.contextmanager
+def exclusive(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out``'s state file for a whole run, so that a second run on the same
+    output refuses at once instead of interleaving writes. ``flock`` locks die with their process, so a run
+    killed any way (``kill -9``, power loss) never leaves a stale lock behind."""
+    fd = os.open(out / STATE_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputInUseError(
+                f"{out} is in use by another 'railvision label' run; wait for it to finish or choose another --out"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 class State:
