@@ -56,8 +56,8 @@ class ExportConfig:
     device: str = "auto"
     verify_conf: float = 0.01  # low, so that even generated sample images give boxes to compare
     verify_images: int = 8
-    gate: str | None = None  # heads.GATES: gate the class rows by a prior checkpoint's class row first
-    prior: Path | None = None  # the checkpoint the weights were fine-tuned from (frozen but for the class rows)
+    gate: str | None = None  # heads.GATES: first gate the class branches by a prior checkpoint's class
+    prior: Path | None = None  # the checkpoint the weights were fine-tuned from, its features frozen
     prior_class: str = "train"
     gate_sharpness: float = 1.0
 
@@ -238,7 +238,7 @@ def export(cfg: ExportConfig, log=print) -> ExportResult:
         if gated.resolve() == weights.resolve():
             raise ValueError(f"--gate would overwrite the weights {weights}; choose another --out")
         weights = write_prior_gated(weights, cfg.prior, cfg.prior_class, cfg.gate, gated, cfg.gate_sharpness)
-        log(f"wrote {weights} (class rows gated by {cfg.prior}'s {cfg.prior_class!r}, {cfg.gate})")
+        log(f"wrote {weights} (kinds gated by {cfg.prior}'s {cfg.prior_class!r}, {cfg.gate})")
     # Ultralytics writes next to the weights it loaded: export a staged copy, so that an --out elsewhere
     # never overwrites (or moves away) an .onnx that already sits beside the weights.
     with tempfile.TemporaryDirectory(prefix="railvision-export-") as staging:

@@ -160,8 +160,8 @@ def is_gated(model: nn.Module) -> bool:
 def carry_gate(trained: nn.Module, gated_start: nn.Module) -> bool:
     """Gate ``trained``'s class branches as ``gated_start``'s are (same prior, gate and sharpness).
 
-    For fine-tuning a shipped, gated model with only its kind rows trained: Ultralytics rebuilds a plain
-    head for training, so the gate is put back afterwards. False (and nothing changed) if the start is
+    For fine-tuning a shipped, gated model with its features frozen: Ultralytics rebuilds a plain head for
+    training, so the gate is put back afterwards. False (and nothing changed) if the start is
     not gated."""
     if not is_gated(gated_start):
         return False
@@ -201,12 +201,11 @@ def write_class_init(weights: str | Path, class_name: str, names: list[str], out
     return out
 
 
-def carry_gate_to(weights: list[Path], gated_start: str | Path) -> bool:
+def carry_gate_to(weights: list[Path], gated_start: nn.Module) -> bool:
     """:func:`carry_gate` on checkpoint files, rewritten in place; False if the start is not gated."""
-    start = load_yolo(gated_start).model
     for path in weights:
         yolo = load_yolo(path)
-        if not carry_gate(yolo.model, start):
+        if not carry_gate(yolo.model, gated_start):
             return False
         yolo.save(path)
     return True

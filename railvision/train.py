@@ -75,7 +75,7 @@ class TrainConfig:
     val: bool = True  # validate after every epoch (the last epoch is always validated)
     hours: float | None = None  # wall-clock budget: Ultralytics refits the epoch count and LR schedule to it
     init_from_class: str | None = None  # start every class's row from this class of the start checkpoint
-    train_only: str | None = None  # one of heads.TRAINABLE: everything else (BN statistics too) stays fixed
+    train_only: str | None = None  # one of TRAINABLE: everything else (BN statistics too) stays fixed
     stop_after: int | None = None  # end after this many epochs of the ``epochs``-long schedule
     extra: dict[str, Any] = field(default_factory=dict)  # passed through to Ultralytics unchanged
 
@@ -197,16 +197,18 @@ def dataset_names(data_yaml: Path) -> list[str]:
 
 
 def keep_prior_gate(cfg: TrainConfig, start: str, outputs: list[Path], log=print) -> None:
-    """A gated start (the shipped model) keeps its gate when only the kind rows were trained, since the prior
-    row still reads the features it was made for; any wider training changes them, and the gate goes."""
+    """A gated start (the shipped model) keeps its gate when training left the features alone (any
+    ``--train-only``), since the frozen prior branch still reads what it was made for; with the features
+    trained, the gate goes."""
     if not str(start).endswith(".pt") or not Path(start).is_file():
         return
     from railvision.heads import carry_gate_to, is_gated, load_yolo
 
-    if not is_gated(load_yolo(start).model):
+    gated_start = load_yolo(start).model
+    if not is_gated(gated_start):
         return
-    if cfg.train_only == "class-rows":
-        carry_gate_to([p for p in outputs if p.is_file()], start)
+    if cfg.train_only:
+        carry_gate_to([p for p in outputs if p.is_file()], gated_start)
         log("kept the start's prior gate: 'is it a rail vehicle' from the prior, the kinds as trained here")
     else:
         log("note: the start's prior gate is dropped (the features changed); the result is a plain detector")

@@ -33,9 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--gate",
         choices=("prior", "max"),
-        help="first write OUT.pt: the weights' class rows gated by --prior's --prior-class row (prior: the "
+        help="first write OUT.pt: the weights' kinds gated by --prior's --prior-class branch (prior: the "
         "prior says where and how sure, the trained rows which kind; max: the better of the two). For weights "
-        "trained with --init-from-class and --train-only class-rows from --prior",
+        "trained with --init-from-class and --train-only from --prior",
     )
     parser.add_argument("--prior", type=Path, help="the checkpoint the weights were fine-tuned from")
     parser.add_argument("--prior-class", default="train", help="the prior's class that finds rail vehicles")

@@ -68,7 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--train-only",
         choices=TRAINABLE,
         help="train only the final class convs, the classification branches or the detection head; the rest "
-        "(batch-norm statistics included) keeps what the start checkpoint learned from real photos",
+        "(batch-norm statistics included) keeps what the start checkpoint learned from real photos, and a "
+        "gated start (the shipped model) keeps its gate",
     )
     parser.add_argument(
         "--set",
