@@ -25,12 +25,11 @@ from railvision import tiling
 from railvision.boxes import clip_xyxy, nms
 from railvision.detections import Detections
 from railvision.errors import DeviceUnavailableError, ModelError
-from railvision.images import ImageSource, load_image
+from railvision.images import Frame, ImageSource, load_frame
 from railvision.options import LIBRARY_DEFAULTS, DetectOptions
 from railvision.taxonomy import CLASS_NAMES
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-DEFAULT_MODEL = MODELS_DIR / "railvision-n.onnx"
 PAD_VALUE = 114  # Ultralytics' letterbox grey
 MAX_NMS = 30000  # candidates kept before NMS, as Ultralytics
 CLASS_OFFSET = 7680  # per-class box offset that makes one NMS class-aware, as Ultralytics
@@ -42,11 +41,43 @@ def read_metadata(model_path: str | os.PathLike) -> dict[str, str]:
     return dict(session.get_modelmeta().custom_metadata_map)
 
 
+def write_metadata(onnx_path: Path, extra: dict[str, str]) -> None:
+    """Add or replace ``metadata_props`` entries of an ONNX file in place."""
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    kept = [p for p in model.metadata_props if p.key not in extra]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in extra.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(onnx_path))
+
+
+# The models shipped in models/, by the short names ``--model`` takes.
+SHIPPED_MODELS = {
+    "default": "railvision-n.onnx",
+    "int8": "railvision-n-int8.onnx",  # the default model quantised (railvision quantize); see its card
+    "synth": "railvision-n-synth.onnx",  # the earlier synthetic-only model, for overhead crops
+}
+DEFAULT_MODEL = MODELS_DIR / SHIPPED_MODELS["default"]
+
+
 def default_model_path() -> Path:
-    """``$RAILVISION_MODEL`` or the shipped ``models/railvision-n.onnx``."""
-    path = Path(os.environ.get("RAILVISION_MODEL", DEFAULT_MODEL))
+    """``$RAILVISION_MODEL`` (a path or a short name) or the shipped ``models/railvision-n.onnx``."""
+    return find_model(os.environ.get("RAILVISION_MODEL", "default"))
+
+
+def find_model(model: str | os.PathLike | None) -> Path:
+    """A model file, or a shipped one by its short name (``SHIPPED_MODELS``); ``None``: the default."""
+    if model is None:
+        return default_model_path()
+    path = Path(model)
+    if not path.is_file() and str(model) in SHIPPED_MODELS:
+        path = MODELS_DIR / SHIPPED_MODELS[str(model)]
     if not path.is_file():
-        raise ModelError(f"model not found: {path} (pass --model or set RAILVISION_MODEL)")
+        names = ", ".join(SHIPPED_MODELS)
+        raise ModelError(f"model not found: {model} (a .onnx file, or a shipped model: {names}; or set RAILVISION_MODEL)")
     return path
 
 
@@ -70,21 +101,26 @@ def fit_shape(height: int, width: int, size_hw: tuple[int, int], stride: int | N
     return new_h + (size_hw[0] - new_h) % stride, new_w + (size_hw[1] - new_w) % stride
 
 
-def letterbox(image: np.ndarray, size_hw: tuple[int, int], stride: int | None = None) -> tuple[np.ndarray, Letterbox]:
+def letterbox(
+    image: np.ndarray, size_hw: tuple[int, int], stride: int | None = None, source_wh: tuple[int, int] | None = None
+) -> tuple[np.ndarray, Letterbox]:
     """Resize keeping aspect ratio and pad with grey: Ultralytics' centred ``LetterBox``.
 
     Pads to ``size_hw``, or only up to a multiple of ``stride`` when one is given (``auto``).
+    ``source_wh`` is the photo's own size when ``image`` is a reduced decode of it: the geometry
+    (and so every box) is the photo's, whatever size it was decoded at.
     """
-    h0, w0 = image.shape[:2]
+    w0, h0 = source_wh or (image.shape[1], image.shape[0])
     r = min(size_hw[0] / h0, size_hw[1] / w0)
     new_w, new_h = max(round(w0 * r), 1), max(round(h0 * r), 1)
     h1, w1 = fit_shape(h0, w0, size_hw, stride)
-    if (w0, h0) != (new_w, new_h):
+    if image.shape[:2] != (new_h, new_w):
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     dw, dh = (w1 - new_w) / 2, (h1 - new_h) / 2
     top, bottom = round(dh - 0.1), round(dh + 0.1)
     left, right = round(dw - 0.1), round(dw + 0.1)
-    image = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3)
+    if top or bottom or left or right:
+        image = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3)
     return image, Letterbox(new_w / w0, new_h / h0, left, top)
 
 
@@ -97,11 +133,10 @@ def unletterbox(xyxy: np.ndarray, box: Letterbox, image_wh: tuple[int, int]) -> 
 
 
 def to_blob(images: Sequence[np.ndarray], dtype: np.dtype = np.float32) -> np.ndarray:
-    """Letterboxed BGR uint8 images to an NCHW RGB tensor scaled to [0, 1]."""
-    batch = np.stack(images)[..., ::-1].transpose(0, 3, 1, 2)
-    out = np.empty(batch.shape, dtype=dtype)
-    np.multiply(batch, np.float32(1 / 255), out=out, casting="unsafe")
-    return out
+    """Letterboxed BGR uint8 images to an NCHW RGB tensor scaled to [0, 1] (OpenCV's one C++ pass:
+    channel swap, scaling and HWC to CHW together, three times faster than the same in numpy)."""
+    blob = cv2.dnn.blobFromImages(list(images), 1 / 255, swapRB=True)
+    return blob if dtype == np.float32 else blob.astype(dtype)
 
 
 def decode_end2end(pred: np.ndarray, conf: float, classes: tuple[int, ...] | None, max_det: int) -> np.ndarray:
@@ -167,9 +202,7 @@ class Detector:
         spinning: bool = True,
         options: DetectOptions | None = None,
     ) -> None:
-        self.model_path = Path(model_path) if model_path is not None else default_model_path()
-        if not self.model_path.is_file():
-            raise ModelError(f"model not found: {self.model_path}")
+        self.model_path = find_model(model_path)
         self.session = self._open_session(device, threads, spinning)
         self.provider = self.session.get_providers()[0]
         meta = self.session.get_modelmeta().custom_metadata_map
@@ -262,21 +295,22 @@ class Detector:
             outputs.append(self.session.run(None, {self.input_name: chunk})[0][: len(chunk) - short])
         return np.concatenate(outputs) if len(outputs) > 1 else outputs[0]
 
-    def prepare(self, frame: np.ndarray) -> tuple[np.ndarray, Letterbox]:
-        """One BGR frame to its CHW input tensor and letterbox geometry.
+    def prepare(self, frame: np.ndarray | Frame) -> tuple[np.ndarray, Letterbox]:
+        """One BGR frame (or a reduced ``Frame``) to its CHW input tensor and the photo's letterbox geometry.
 
-        Thread-safe and GIL-light (OpenCV and numpy), so callers may run it in worker threads.
+        Thread-safe and GIL-light (OpenCV), so callers may run it in worker threads.
         """
-        image, box = letterbox(frame, self.imgsz, self.rect_stride)
+        frame = Frame.of(frame)
+        image, box = letterbox(frame.pixels, self.imgsz, self.rect_stride, frame.size)
         return to_blob([image], self.input_dtype)[0], box
 
     def _predict(
         self,
-        frames: list[np.ndarray],
+        frames: list[Frame],
         options: DetectOptions,
         letterboxed: list[tuple[np.ndarray, Letterbox]] | None = None,
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Boxes (in each frame's pixels), scores and class ids for BGR frames, with resolved ``options``.
+        """Boxes (in each photo's own pixels), scores and class ids for frames, with resolved ``options``.
 
         Frames that letterbox to the same input shape run together as real ONNX batches.
         """
@@ -287,29 +321,31 @@ class Detector:
             groups.setdefault(tensor.shape, []).append(i)
         results: list = [None] * len(frames)
         for members in groups.values():
-            raw = self.run(np.stack([boxed[i][0] for i in members])).astype(np.float32, copy=False)
+            blob = boxed[members[0]][0][None] if len(members) == 1 else np.stack([boxed[i][0] for i in members])
+            raw = self.run(blob).astype(np.float32, copy=False)
             for i, pred in zip(members, raw, strict=True):
                 if self.head == "end2end":
                     rows = decode_end2end(pred, conf, classes, max_det)
                 else:
                     rows = decode_classic(pred, conf, options.iou, classes, max_det)
-                xyxy = unletterbox(rows[:, :4], boxed[i][1], (frames[i].shape[1], frames[i].shape[0]))
+                xyxy = unletterbox(rows[:, :4], boxed[i][1], frames[i].size)
                 results[i] = (xyxy, rows[:, 4].copy(), rows[:, 5].astype(np.int64))
         return results
 
     def _tiled(
         self,
-        frame: np.ndarray,
+        frame: Frame,
         full: tuple[np.ndarray, np.ndarray, np.ndarray],
         options: DetectOptions,
     ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], int]:
         """Detect on overlapping native-resolution slices and merge them with the full-frame pass."""
-        height, width = frame.shape[:2]
+        pixels = frame.full()  # every pixel: a reduced decode is decoded again, whole
+        height, width = pixels.shape[:2]
         windows = tiling.plan_tiles(width, height, min(self.imgsz))
         parts, sources, cuts = [full], [np.full(len(full[1]), -1)], [np.zeros(len(full[1]), dtype=bool)]
         for start in range(0, len(windows), self.max_batch):
             chunk = windows[start : start + self.max_batch]
-            crops = [frame[y1:y2, x1:x2] for x1, y1, x2, y2 in chunk]
+            crops = [Frame.of(pixels[y1:y2, x1:x2]) for x1, y1, x2, y2 in chunk]
             for k, ((xyxy, score, cls), window) in enumerate(zip(self._predict(crops, options), chunk, strict=True)):
                 xyxy = xyxy + np.array(window[:2] * 2, dtype=np.float32)
                 parts.append((xyxy, score, cls))
@@ -342,14 +378,15 @@ class Detector:
     ) -> Detections | list[Detections]:
         """Detect rolling stock in one image (-> ``Detections``) or a list (-> list, run as batches).
 
-        Images are paths, encoded bytes or BGR arrays, decoded here (and timed: ``meta["timing"]``).
+        Images are paths, encoded bytes or BGR arrays, decoded here (and timed: ``meta["timing"]``); a JPEG
+        much larger than the model input is decoded at reduced size in the DCT domain (``images.load_frame``).
         ``options`` replaces the detector's own for this call; ``overrides`` (``conf=``, ``iou=``,
         ``classes=``, ``max_det=``, ``tile=``, see ``DetectOptions``; ``None``: not given) go on top.
         """
         single = not isinstance(images, list)
         batch = [images] if single else images
         start = time.perf_counter()
-        frames = [load_image(image, self.max_pixels) for image in batch]
+        frames = [load_frame(image, self.imgsz, self.max_pixels) for image in batch]
         decode_ms = (time.perf_counter() - start) * 1e3 / len(batch)
         results = self.detect_frames(frames, options, **overrides)
         for result in results:
@@ -358,22 +395,23 @@ class Detector:
 
     def detect_frames(
         self,
-        frames: list[np.ndarray],
+        frames: Sequence[np.ndarray | Frame],
         options: DetectOptions | None = None,
         *,
         letterboxed: list[tuple[np.ndarray, Letterbox]] | None = None,
         **overrides: Any,
     ) -> list[Detections]:
-        """``detect`` for frames the caller decoded to BGR uint8 (and optionally ``prepare``d), and timed.
+        """``detect`` for frames the caller decoded (BGR uint8 arrays or ``Frame``s; optionally ``prepare``d), timed.
 
         Lets a caller decode and letterbox in worker threads while this thread runs the model.
         """
         chosen = self._options_for(options, **overrides)
         start = time.perf_counter()
-        found = self._predict(frames, chosen, letterboxed)
+        photos = [Frame.of(frame) for frame in frames]
+        found = self._predict(photos, chosen, letterboxed)
         results = []
-        for frame, full in zip(frames, found, strict=True):
-            size = (frame.shape[1], frame.shape[0])
+        for frame, full in zip(photos, found, strict=True):
+            size = frame.size
             tiles = 0
             if chosen.tile == "on" or (chosen.tile == "auto" and tiling.needs_tiling(size, self.imgsz, full[0])):
                 full, tiles = self._tiled(frame, full, chosen)

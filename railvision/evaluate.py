@@ -80,14 +80,14 @@ def predict(
 ) -> Iterator[Detections]:
     """Detections per image for an ONNX model (the engine, untiled) or a ``.pt`` checkpoint (Ultralytics)."""
     model = Path(model)
-    frames = (load_image(p) for p in images)
     if model.suffix == ".onnx":
         from railvision.engine import Detector
 
         detector = Detector(model, device=device, conf=conf, iou=iou, imgsz=imgsz)
-        for frame in frames:
-            yield from detector.detect_frames([frame])
+        for path in images:  # the engine's own decoding (a large JPEG at reduced size): what users get
+            yield detector.detect(path)
         return
+    frames = (load_image(p) for p in images)
     from railvision.ultralytics_env import import_ultralytics, resolve_device, ultralytics_predict
 
     import_ultralytics()

@@ -121,8 +121,44 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def decode(data: bytes, max_pixels: int | None = None) -> np.ndarray:
-    """Bytes of a JPEG/PNG/WebP/BMP/TIFF file to a BGR uint8 array, EXIF orientation applied."""
+# libjpeg's DCT-domain scales (1/k of each side) that OpenCV exposes: the entropy decoding is unchanged, but the
+# inverse DCT, colour conversion and upsampling run on 1/k^2 of the pixels and no resize is needed afterwards.
+_JPEG_REDUCED = {8: cv2.IMREAD_REDUCED_COLOR_8, 4: cv2.IMREAD_REDUCED_COLOR_4, 2: cv2.IMREAD_REDUCED_COLOR_2}
+
+
+def jpeg_reduction(width: int, height: int, fit_hw: tuple[int, int]) -> int:
+    """The largest DCT scale k (8, 4, 2, else 1) at which a photo letterboxed into ``fit_hw`` (the model
+    input) is still only shrunk, never enlarged: a reduced decode then loses nothing the model would see.
+    Either EXIF orientation is allowed for, since the header gives the size before turning."""
+    fit_h, fit_w = fit_hw
+    r = max(min(fit_h / height, fit_w / width), min(fit_h / width, fit_w / height))
+    for k in _JPEG_REDUCED:
+        if -(-width // k) >= round(width * r) and -(-height // k) >= round(height * r):
+            return k
+    return 1
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A decoded photo, possibly at 1/k of its size (``decode_frame``), and its own size.
+
+    Keeps the encoded bytes of a reduced decode, so tiling (which needs every pixel) can decode it whole.
+    """
+
+    pixels: np.ndarray  # BGR uint8
+    size: tuple[int, int]  # (width, height) of the photo itself, EXIF orientation applied
+    data: bytes | None = None  # set only when ``pixels`` is reduced
+
+    @classmethod
+    def of(cls, image: np.ndarray | Frame) -> Frame:
+        return image if isinstance(image, Frame) else cls(image, (image.shape[1], image.shape[0]))
+
+    def full(self) -> np.ndarray:
+        """Every pixel of the photo (decoded again if this frame is reduced)."""
+        return self.pixels if self.data is None else decode(self.data, self.size[0] * self.size[1])
+
+
+def _decode(data: bytes, max_pixels: int | None, fit_hw: tuple[int, int] | None) -> Frame:
     if len(data) == 0:
         raise EmptyImageError("empty file")
     header = read_header(data)
@@ -135,28 +171,59 @@ def decode(data: bytes, max_pixels: int | None = None) -> np.ndarray:
     # libjpeg would silently grey-fill a missing part (an EXIF thumbnail's end marker lies before the scan)
     if fmt == "jpeg" and data.rfind(b"\xff\xd9") < header.data_offset:
         raise CorruptImageError("truncated JPEG: the image data ends before its end marker")
+    k = jpeg_reduction(width, height, fit_hw) if fmt == "jpeg" and fit_hw else 1
     buffer = np.frombuffer(data, dtype=np.uint8)
     # JPEG has no alpha: decode it the way that applies EXIF orientation; keep alpha and depth for the rest.
-    flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR if fmt == "jpeg" else cv2.IMREAD_UNCHANGED
+    if k > 1:
+        flags = _JPEG_REDUCED[k]
+    else:
+        flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR if fmt == "jpeg" else cv2.IMREAD_UNCHANGED
     try:
         image = cv2.imdecode(buffer, flags)
     except cv2.error as exc:
         raise CorruptImageError(f"corrupt {fmt.upper()}: {str(exc).strip().splitlines()[-1]}") from None
     if image is None:
         raise CorruptImageError(f"corrupt or truncated {fmt.upper()}: the decoder could not read it")
-    return to_bgr8(image)
+    image = to_bgr8(image)
+    if k == 1:
+        return Frame(image, (image.shape[1], image.shape[0]))
+    turned = image.shape[0] != image.shape[1] and (image.shape[1] < image.shape[0]) != (width < height)
+    return Frame(image, (height, width) if turned else (width, height), data)
+
+
+def decode(data: bytes, max_pixels: int | None = None) -> np.ndarray:
+    """Bytes of a JPEG/PNG/WebP/BMP/TIFF file to a BGR uint8 array, EXIF orientation applied."""
+    return _decode(data, max_pixels, None).pixels
+
+
+def decode_frame(data: bytes, fit_hw: tuple[int, int] | None, max_pixels: int | None = None) -> Frame:
+    """``decode``, but a JPEG much larger than ``fit_hw`` (the model input it will be letterboxed into) is
+    decoded at 1/2, 1/4 or 1/8 scale in the DCT domain: a 1280x720 photo for a 640 model decodes at 640x360.
+    ``None``: every pixel."""
+    return _decode(data, max_pixels, fit_hw)
+
+
+def _read(source: ImageSource) -> bytes:
+    if isinstance(source, bytes | bytearray | memoryview):
+        return bytes(source)
+    path = Path(source)
+    if not path.is_file():
+        raise NotAnImageError(f"no such file: {path}")
+    return path.read_bytes()
 
 
 def load_image(source: ImageSource, max_pixels: int | None = None) -> np.ndarray:
     """A path, encoded bytes or an array (BGR, as OpenCV) to a BGR uint8 ``HxWx3`` array."""
     if isinstance(source, np.ndarray):
         return to_bgr8(source)
-    if isinstance(source, bytes | bytearray | memoryview):
-        return decode(bytes(source), max_pixels)
-    path = Path(source)
-    if not path.is_file():
-        raise NotAnImageError(f"no such file: {path}")
-    return decode(path.read_bytes(), max_pixels)
+    return decode(_read(source), max_pixels)
+
+
+def load_frame(source: ImageSource, fit_hw: tuple[int, int] | None, max_pixels: int | None = None) -> Frame:
+    """``load_image`` for a model input of ``fit_hw``: a large JPEG comes back DCT-reduced (``decode_frame``)."""
+    if isinstance(source, np.ndarray):
+        return Frame.of(to_bgr8(source))
+    return decode_frame(_read(source), fit_hw, max_pixels)
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:

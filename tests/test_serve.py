@@ -137,7 +137,7 @@ async def test_model_route(oracle_model):
 
 
 async def test_requests_without_conf_use_the_models_own(oracle_model, png, tmp_path):
-    from railvision.export import write_metadata
+    from railvision.engine import write_metadata
 
     strict = tmp_path / "strict.onnx"
     shutil.copy(oracle_model, strict)
@@ -343,10 +343,10 @@ class Gate:
     def __init__(self, detector) -> None:
         self.detector, self.entered, self.open = detector, threading.Event(), threading.Event()
 
-    def detect_frames(self, frames, options):
+    def detect_frames(self, frames, options, **kwargs):
         self.entered.set()
         assert self.open.wait(30)
-        return self.detector.detect_frames(frames, options)
+        return self.detector.detect_frames(frames, options, **kwargs)
 
 
 def post_scene(client: httpx.AsyncClient, png: bytes, query: str = "") -> asyncio.Future:

@@ -106,8 +106,9 @@ def test_domain_augmentations_build_and_serialise() -> None:
 def test_export_loads_in_the_engine_and_matches_pytorch(tiny_weights: Path, tmp_path: Path, head: str) -> None:
     from ultralytics import YOLO
 
+    from railvision.agreement import compare
     from railvision.engine import Detector
-    from railvision.export import compare, sample_images
+    from railvision.export import sample_images
     from railvision.ultralytics_env import ultralytics_predict
 
     weights = tmp_path / "w" / tiny_weights.name
@@ -152,6 +153,35 @@ def test_int8_is_removed_when_it_cannot_be_shown_accurate(
     args = ["export", "--weights", str(tiny_weights), "--out", str(out), "--int8", "--calib", str(calib)]
     assert main([*args, "--device", "cpu"]) == 1
     assert out.is_file() and not (tmp_path / "tiny-int8.onnx").exists()
+
+
+def test_quantize_keeps_the_head_outputs_in_float_and_the_metadata(
+    tiny_weights: Path, tmp_path: Path, tiny_dataset: Path, monkeypatch, capsys
+) -> None:
+    import onnx
+
+    import railvision.engine as engine
+    from railvision.quantize import calibration_images, head_output_convs, quantize
+
+    fp32 = tmp_path / "railvision-n.onnx"
+    assert main(["export", "--weights", str(tiny_weights), "--out", str(fp32), "--device", "cpu", "--dynamic"]) == 0
+    calib = calibration_images([tiny_dataset.parent / "images" / "val", tiny_dataset.parent / "images" / "train"], 6)
+    assert len(calib) == 6 and len({p.parent for p in calib}) == 2  # drawn from both folders
+    result = quantize(fp32, calib, check=False)
+    assert result.path == tmp_path / "railvision-n-int8.onnx" and result.calibrated_on == 6
+    graph = onnx.load(str(result.path)).graph
+    assert sum(n.op_type == "QuantizeLinear" for n in graph.node) > 50  # the trunk runs in INT8
+    kept = set(head_output_convs(onnx.load(str(fp32))))
+    assert len(kept) == 6  # box and class logits of three scales
+    made = {o: n for n in graph.node for o in n.output}
+    for conv in (n for n in graph.node if n.name in kept):  # their weights are plain FP32 initialisers
+        assert conv.input[1] not in made or made[conv.input[1]].op_type != "DequantizeLinear"
+    monkeypatch.setattr(engine, "MODELS_DIR", tmp_path)
+    detector = engine.Detector("int8")  # the short name finds the shipped copy
+    assert detector.model_path == result.path and detector.metadata["railvision_precision"] == "int8"
+    assert detector.metadata["railvision_head"] == "end2end"
+    assert main(["quantize", str(fp32), "--calib", str(tiny_dataset.parent / "images" / "val"), "--images", "4"]) == 1
+    assert "INT8 copy removed" in capsys.readouterr().out  # the barely trained model vouches for nothing
 
 
 def test_eval_runs_on_onnx_and_pt(tiny_weights: Path, tiny_dataset: Path, tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("railvision.cli.data", "check datasets and import COCO / VOC / CVAT / Label Studio exports"),
     "train": ("railvision.cli.train", "train or fine-tune a detector (needs the 'train' extra)"),
     "export": ("railvision.cli.export", "export a trained .pt to ONNX for the engine"),
+    "quantize": ("railvision.cli.quantize", "write an INT8 copy of an ONNX model, calibrated on photos"),
     "eval": ("railvision.cli.evaluate", "evaluate a model on a YOLO dataset"),
     "label": ("railvision.cli.label", "label a whole photo archive, resumably"),
     "serve": ("railvision.cli.serve", "run the HTTP inference service"),

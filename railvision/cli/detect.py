@@ -13,13 +13,15 @@ from railvision.cli import CommandError
 from railvision.draw import draw_detections
 from railvision.engine import Detector
 from railvision.errors import RailvisionError
-from railvision.images import iter_images, load_image
+from railvision.images import iter_images, load_frame
 from railvision.options import DEFAULT_CONF, DEFAULTS, TILES, DetectOptions
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Model and detection flags shared by every command that runs the engine (unset: ``DEFAULTS``)."""
-    parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: models/railvision-n.onnx)")
+    parser.add_argument(
+        "--model", default=None, help="ONNX file, or a shipped model: default, int8 (faster on CPU), synth"
+    )
     parser.add_argument(
         "--conf", type=float, help=f"confidence threshold (default: the model's own, else {DEFAULT_CONF:g})"
     )
@@ -63,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     for path in files:
         start = time.perf_counter()
         try:
-            image = load_image(path)  # decoded once: the frame is drawn on below
+            # decoded once; whole when drawn on below, else at the reduced size the model sees
+            image = load_frame(path, None if args.save_annotated else detector.imgsz)
             [result] = detector.detect_frames([image])
         except RailvisionError as exc:
             failed += 1
@@ -76,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         report.append({"path": str(path), **result.to_dict(), "tiles": result.meta["tiles"]})
         if args.save_annotated:
             target = args.save_annotated / f"{path.stem}.jpg"
-            cv2.imwrite(str(target), draw_detections(image, result))
+            cv2.imwrite(str(target), draw_detections(image.pixels, result))
     done = len(files) - failed
     totals = {n: sum(r.get("counts", {}).get(n, 0) for r in report) for n in names}
     print(_table_row(["total", *(str(totals[n]) for n in names), str(sum(totals.values())), ""], widths))

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     for path in save_report(result, args.out):
         print(f"wrote {path}")
     if args.set_default_conf:
-        from railvision.export import write_metadata
+        from railvision.engine import write_metadata
 
         write_metadata(args.model, {CONF_KEY: f"{best:.2f}"})
         print(f"{args.model}: default conf set to {best:.2f}")

@@ -7,16 +7,8 @@ from pathlib import Path
 
 from railvision.cli import CommandError
 from railvision.cli.common import config_from_args
-from railvision.export import (
-    HEADS,
-    INT8_CONF,
-    INT8_MEAN_IOU,
-    INT8_RECALL,
-    PARITY_CONF,
-    PARITY_IOU,
-    ExportConfig,
-    export,
-)
+from railvision.export import HEADS, PARITY_CONF, PARITY_IOU, ExportConfig, export
+from railvision.quantize import CHECK_CONF, MIN_MEAN_IOU, MIN_RECALL
 from railvision.ultralytics_env import missing_training_extra
 
 
@@ -47,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--int8",
         action="store_true",
         help=f"also write NAME-int8.onnx (onnxruntime static quantisation, calibrated on --calib); kept only if "
-        f"it finds >= {INT8_RECALL * 100:.0f}%% of the FP32 boxes at conf {INT8_CONF} (same class, IoU >= 0.5) "
-        f"with mean IoU >= {INT8_MEAN_IOU}, else removed and the exit code is 1",
+        f"it finds >= {MIN_RECALL * 100:.0f}%% of the FP32 boxes at conf {CHECK_CONF} (same class, IoU >= 0.5) "
+        f"with mean IoU >= {MIN_MEAN_IOU}, else removed and the exit code is 1 (or: railvision quantize)",
     )
     parser.add_argument("--calib", type=Path, help="folder of calibration / verification images")
     parser.add_argument("--opset", type=int, help="ONNX opset (default: Ultralytics' choice)")
@@ -71,6 +63,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {key}: {value}")
     if not result.parity_ok:
         raise CommandError(f"{result.onnx} does not reproduce the PyTorch model; do not ship it", code=1)
-    if cfg.int8 and result.int8 is None:
+    if cfg.int8 and result.int8 is not None and result.int8.path is None:
         return 1
     return 0

@@ -11,7 +11,7 @@ import cv2
 
 from railvision.cli import CommandError
 from railvision.cli.detect import add_model_arguments, detect_options
-from railvision.engine import default_model_path
+from railvision.engine import find_model
 from railvision.labelling import FORMATS, LabelOptions, label_archive
 
 
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--workers and --batch must be at least 1")
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # not one libtiff warning per GeoTIFF tag
     options = LabelOptions(
-        model=args.model or default_model_path(), device=args.device, detect=detect_options(args),
+        model=find_model(args.model), device=args.device, detect=detect_options(args),
         annotated=args.annotated, batch=args.batch, workers=args.workers,
     )  # fmt: skip
     progress = Progress(not args.no_progress)

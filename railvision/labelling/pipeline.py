@@ -16,7 +16,7 @@ import numpy as np
 from railvision.draw import draw_detections
 from railvision.engine import Detector, Letterbox
 from railvision.errors import ImageError
-from railvision.images import decode, encode_jpeg
+from railvision.images import Frame, decode_frame, encode_jpeg
 from railvision.labelling.geo import read_georef
 from railvision.labelling.records import ArchiveFile, LabelOptions, Outcome
 
@@ -29,7 +29,7 @@ class Prepared:
     """A photo decoded and letterboxed in a worker, ready for the model (or the reason it is not)."""
 
     file: ArchiveFile
-    frame: np.ndarray | None = None
+    frame: Frame | None = None
     boxed: tuple[np.ndarray, Letterbox] | None = None
     geo: dict[str, Any] | None = None
     error: tuple[str, str] | None = None
@@ -43,11 +43,15 @@ def open_detector(options: LabelOptions, threads: int | None = None) -> Detector
     )  # fmt: skip
 
 
-def prepare(root: Path, file: ArchiveFile, detector: Detector, max_pixels: int | None) -> Prepared:
-    """Read, decode and letterbox one photo (runs in a worker thread: OpenCV releases the GIL)."""
+def prepare(root: Path, file: ArchiveFile, detector: Detector, options: LabelOptions) -> Prepared:
+    """Read, decode and letterbox one photo (runs in a worker thread: OpenCV releases the GIL).
+
+    A large JPEG is decoded at the reduced size the model sees, unless annotated copies need every pixel.
+    """
     path = root / file.rel
+    fit = None if options.annotated else detector.imgsz
     try:
-        frame = decode(path.read_bytes(), max_pixels)
+        frame = decode_frame(path.read_bytes(), fit, options.max_pixels)
     except ImageError as exc:
         return Prepared(file, error=(exc.kind, str(exc)))
     except OSError as exc:
@@ -70,7 +74,7 @@ def infer(detector: Detector, batch: list[Prepared], options: LabelOptions) -> l
             outcomes.append(Outcome(item.file, error=item.error))
             continue
         detections = next(found)
-        drawn = encode_jpeg(draw_detections(item.frame, detections)) if options.annotated else None
+        drawn = encode_jpeg(draw_detections(item.frame.pixels, detections)) if options.annotated else None
         outcomes.append(Outcome(item.file, detections.to_dict(), geo=item.geo, annotated=drawn))
     return outcomes
 
@@ -105,7 +109,7 @@ def label_local(
 ) -> Iterator[list[Outcome]]:
     """Outcomes batch by batch: decoding in ``options.workers`` threads overlaps inference here."""
     prepared = prefetch(
-        lambda f: prepare(root, f, detector, options.max_pixels),
+        lambda f: prepare(root, f, detector, options),
         files,
         options.workers,
         depth=2 * options.batch + options.workers,

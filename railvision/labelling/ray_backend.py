@@ -23,7 +23,7 @@ class Labeller:
         self.detector = open_detector(options, threads=1)
 
     def label(self, root: str, files: list[ArchiveFile]) -> list[Outcome]:
-        prepared = [prepare(Path(root), f, self.detector, self.options.max_pixels) for f in files]
+        prepared = [prepare(Path(root), f, self.detector, self.options) for f in files]
         return infer(self.detector, prepared, self.options)
 
 

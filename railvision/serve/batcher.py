@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from railvision.detections import Detections
-from railvision.engine import Detector
+from railvision.engine import Detector, Letterbox
+from railvision.images import Frame
 from railvision.options import DetectOptions
 from railvision.serve.errors import ServiceError
 from railvision.serve.metrics import Metrics
@@ -28,7 +29,8 @@ from railvision.serve.metrics import Metrics
 
 @dataclass(eq=False)
 class Job:
-    image: np.ndarray  # decoded (and timed) by the request
+    image: Frame  # decoded (and timed) by the request
+    boxed: tuple[np.ndarray, Letterbox]  # its model input, letterboxed by the request's thread too
     options: DetectOptions  # the batch-sharing key
     future: asyncio.Future
     queued_at: float = field(default_factory=time.perf_counter)
@@ -69,8 +71,11 @@ class Batcher:
             job.future.cancel()
         self._executor.shutdown(wait=True)
 
-    async def submit(self, images: list[np.ndarray], options: DetectOptions) -> list[Result]:
-        """Detections for decoded ``images``, all with the same options; 503 when the queue is full."""
+    async def submit(
+        self, images: list[tuple[Frame, tuple[np.ndarray, Letterbox]]], options: DetectOptions
+    ) -> list[Result]:
+        """Detections for decoded and ``prepare``d ``images``, all with the same options; 503 when the queue
+        is full. Decoding and letterboxing stay in the requests' threads, so this thread only runs the model."""
         if self.depth + len(images) > self.max_queue:
             raise ServiceError(
                 503,
@@ -79,7 +84,7 @@ class Batcher:
                 headers={"Retry-After": "1"},
             )
         loop = asyncio.get_running_loop()
-        jobs = [Job(image, options, loop.create_future()) for image in images]
+        jobs = [Job(image, boxed, options, loop.create_future()) for image, boxed in images]
         self._pending.extend(jobs)
         self._arrived.set()
         try:
@@ -119,11 +124,14 @@ class Batcher:
         while True:
             batch = await self._gather()
             started = time.perf_counter()
-            images = [job.image for job in batch]
+            run = functools.partial(
+                self.detector.detect_frames,
+                [job.image for job in batch],
+                batch[0].options,
+                letterboxed=[job.boxed for job in batch],
+            )
             try:
-                found = await loop.run_in_executor(
-                    self._executor, functools.partial(self.detector.detect_frames, images, batch[0].options)
-                )
+                found = await loop.run_in_executor(self._executor, run)
             except Exception as exc:  # the engine failed for this batch: fail its requests, keep serving
                 for job in batch:
                     if not job.future.done():

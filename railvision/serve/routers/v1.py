@@ -14,8 +14,9 @@ from pydantic import ValidationError
 
 from railvision.detections import Detections
 from railvision.draw import draw_detections
+from railvision.engine import Detector, Letterbox
 from railvision.errors import ImageError
-from railvision.images import encode_jpeg, load_image
+from railvision.images import Frame, decode_frame, encode_jpeg
 from railvision.serve.batcher import Result
 from railvision.serve.dependencies import ReadyService, require_api_key
 from railvision.serve.errors import ServiceError, invalid_parameters
@@ -47,21 +48,30 @@ DETECT_BODY = {
 router = APIRouter(prefix="/v1", tags=["detection"], dependencies=[Depends(require_api_key)], responses=ERRORS)
 
 
-async def _decode(upload: Upload, max_pixels: int) -> tuple[np.ndarray, float]:
-    """Decode off the event loop (header checks first, so a bomb is refused before allocating)."""
+Decoded = tuple[Frame, tuple[np.ndarray, Letterbox], float]  # the photo, its model input, decode ms
+
+
+def _decode_and_prepare(upload: Upload, detector: Detector, max_pixels: int, annotated: bool) -> Decoded:
     start = time.perf_counter()
+    frame = decode_frame(upload.data, None if annotated else detector.imgsz, max_pixels)  # drawn on: whole
+    boxed = detector.prepare(frame)
+    return frame, boxed, (time.perf_counter() - start) * 1e3
+
+
+async def _decode(upload: Upload, detector: Detector, max_pixels: int, annotated: bool) -> Decoded:
+    """Decode and letterbox off the event loop (header checks first, so a bomb is refused before allocating),
+    in parallel with the inference thread."""
     try:
-        image = await asyncio.to_thread(load_image, upload.data, max_pixels)
+        return await asyncio.to_thread(_decode_and_prepare, upload, detector, max_pixels, annotated)
     except ImageError as exc:
         raise ServiceError.from_image_error(exc, upload.name) from None
-    return image, (time.perf_counter() - start) * 1e3
 
 
 def _annotate(image: np.ndarray, detections: Detections) -> str:
     return base64.b64encode(encode_jpeg(draw_detections(image, detections))).decode("ascii")
 
 
-async def _answer(upload: Upload, image: np.ndarray, decode_ms: float, result: Result, annotated: bool) -> dict:
+async def _answer(upload: Upload, image: Frame, decode_ms: float, result: Result, annotated: bool) -> dict:
     found = result.detections
     answer = {
         "name": upload.name,
@@ -75,7 +85,7 @@ async def _answer(upload: Upload, image: np.ndarray, decode_ms: float, result: R
         },
     }
     if annotated:
-        answer["annotated"] = await asyncio.to_thread(_annotate, image, found)
+        answer["annotated"] = await asyncio.to_thread(_annotate, image.pixels, found)
     return answer
 
 
@@ -100,12 +110,14 @@ async def detect(request: Request, query: Annotated[DetectParams, Query()], serv
                 raise ServiceError(
                     413, "too_many_images", f"{len(uploads)} images in one request, the limit is {settings.max_images}"
                 )
-            decoded = await asyncio.gather(*(_decode(u, settings.max_pixels) for u in uploads))
-            results = await service.batcher.submit([image for image, _ in decoded], params.options())
+            decoded = await asyncio.gather(
+                *(_decode(u, service.detector, settings.max_pixels, params.annotated) for u in uploads)
+            )
+            results = await service.batcher.submit([(frame, boxed) for frame, boxed, _ in decoded], params.options())
             images = await asyncio.gather(
                 *(
-                    _answer(upload, image, ms, result, params.annotated)
-                    for upload, (image, ms), result in zip(uploads, decoded, results, strict=True)
+                    _answer(upload, frame, ms, result, params.annotated)
+                    for upload, (frame, _, ms), result in zip(uploads, decoded, results, strict=True)
                 )
             )
     except TimeoutError:
