@@ -7,8 +7,8 @@ Outputs are always rebuilt from that file, so a run killed at any point and then
 resumed ends with exactly the files an uninterrupted run would have written.
 
 Modules, each importing only those listed before it: ``records`` (the record types),
-``scan`` (the archive scan), ``geo`` (georeferencing), ``state`` (the SQLite state),
-``outputs`` (the output files), ``pipeline`` (decoding threads and inference),
+``scan`` (the archive scan, and the checked read of each photo), ``geo`` (georeferencing),
+``state`` (the SQLite state), ``outputs`` (the output files), ``pipeline`` (decoding threads and inference),
 ``report`` (report.html), ``ray_backend`` (the same work on Ray actors) and
 ``driver`` (the run and its summary).
 """

@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from railvision.engine import Detector
-from railvision.labelling.outputs import FORMATS, output_stems, prune, shared_stems, write_atomic, write_outputs
+from railvision.labelling.outputs import (
+    FORMATS,
+    output_stems,
+    prune,
+    shared_stems,
+    text_name,
+    write_atomic,
+    write_outputs,
+)
 from railvision.labelling.pipeline import label_local, open_detector
 from railvision.labelling.records import LabelOptions, Results
 from railvision.labelling.scan import scan_archive
@@ -56,7 +64,7 @@ class Summary:
     per_class: dict[str, int]
     wall_s: float
     restarted: bool
-    shared_names: list[str] = field(default_factory=list)  # photos whose outputs keep their extension
+    shared_names: list[str] = field(default_factory=list)  # photos whose outputs are not named by their stem
 
     def lines(self) -> list[str]:
         per_class = ", ".join(f"{name} {n}" for name, n in self.per_class.items())
@@ -69,7 +77,8 @@ class Summary:
         if self.shared_names:
             lines.append(
                 f"note: {len(self.shared_names)} photos share a name but for the extension (e.g. "
-                f"{self.shared_names[0]}): their YOLO labels and annotated copies keep it (name.jpg.txt)"
+                f"{text_name(self.shared_names[0])}): their YOLO labels and annotated copies keep it (name.jpg.txt), "
+                "with a digest of the path where that still clashes or is too long (name.jpg~1a2b3c4d5e.txt)"
             )
         return lines
 

@@ -3,14 +3,22 @@
 Every builder returns the whole file as text in a fixed order with fixed number
 formatting and no timestamps, so the same results always give the same bytes:
 a resumed run's outputs are identical to an uninterrupted run's.
+
+Archive names may hold anything a filesystem allows. Per-photo files (YOLO labels,
+annotated copies) keep the exact bytes; text outputs carry ``text_name``, which is
+the path itself unless text cannot hold it, and CSV cells that a spreadsheet would
+run as a formula get a leading quote (``csv_cell``).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import itertools
 import json
 import os
+import re
 import tempfile
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -27,6 +35,11 @@ from railvision.labelling.records import LabelledImage, Results
 
 FORMATS = ("yolo", "coco", "csv", "labelstudio", "cvat", "geojson")
 TEMP_PREFIX = ".railvision-tmp-"
+PER_PHOTO_SUFFIXES = (".txt", ".jpg")  # YOLO labels and annotated copies, put after each output stem
+NAME_MAX = 255  # bytes in one file name on every common filesystem
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may run as a formula (OWASP)
+_UNWRITABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")  # not in XML 1.0 text
+_LOOKS_ESCAPED = re.compile(r"\\x[0-9a-f]{2}")
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
@@ -62,33 +75,110 @@ def _num(value: float, digits: int = 2) -> float:
     return round(float(value), digits)
 
 
+def text_name(rel: str) -> str:
+    """``rel`` as text outputs (JSON, XML, CSV, HTML) write it: as is unless text cannot hold it.
+
+    A name that is not UTF-8 (undecodable bytes, kept by Python as surrogate escapes) or holds a character
+    XML 1.0 forbids (controls other than tab, LF and CR; U+FFFE, U+FFFF) is written with each such byte as
+    ``\\xNN`` and each backslash doubled; so is a name that already contains a backslash, ``x`` and two
+    lowercase hex digits, so that no two names read the same. Reading back: a name with no ``\\xNN`` in it
+    is the path; otherwise turn ``\\\\`` into ``\\`` and ``\\xNN`` into that byte, and decode the bytes
+    as the filesystem does (``os.fsdecode``). Per-photo file names and the state keep the exact bytes.
+    """
+    if not _UNWRITABLE.search(rel) and not _LOOKS_ESCAPED.search(rel):
+        return rel
+    text = os.fsencode(rel).replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
+    return _UNWRITABLE.sub(lambda m: "".join(f"\\x{byte:02x}" for byte in m[0].encode()), text)
+
+
+def csv_cell(text: str) -> str:
+    """A text cell as CSV outputs write it: a leading quote before what a spreadsheet would run as a formula.
+
+    A cell starting with a quote gets one more, so dropping one leading quote always gives the text back."""
+    return "'" + text if text.startswith((*FORMULA_START, "'")) else text
+
+
 def _csv(header: list[str], rows: Iterable[list[Any]]) -> str:
+    """CSV text with LF line ends, and every cell holding a CR or LF quoted.
+
+    The csv module quotes only for the line terminator's own characters: with LF alone a name holding a CR
+    would stay bare and split its row, so each row is written with CR LF and its own end swapped."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    lines = []
+    for row in itertools.chain([header], rows):
+        writer.writerow(row)
+        lines.append(buffer.getvalue().removesuffix("\r\n"))
+        buffer.seek(0)
+        buffer.truncate()
+    return "".join(line + "\n" for line in lines)
 
 
 def _json(data: Any) -> str:
     return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
 
 
+def _stem(rel: str) -> str:
+    return PurePosixPath(rel).with_suffix("").as_posix()
+
+
+def _digest(rel: str) -> str:
+    return hashlib.sha256(os.fsencode(rel)).hexdigest()[:10]
+
+
+def _fit(name: str, rel: str) -> str:
+    """``name``, its last part cut and marked with ``rel``'s digest where a suffix would take it past NAME_MAX."""
+    last = name.rpartition("/")[2]
+    room = NAME_MAX - max(len(suffix) for suffix in PER_PHOTO_SUFFIXES)
+    if len(os.fsencode(last)) <= room:
+        return name
+    cut, mark = last, f"~{_digest(rel)}"
+    while len(os.fsencode(cut + mark)) > room:
+        cut = cut[:-1]
+    return name[: len(name) - len(last)] + cut + mark
+
+
+def _folders(rels: list[str]) -> set[str]:
+    """Every folder that holds photos, at any depth, case-folded."""
+    folders: set[str] = set()
+    for rel in rels:
+        folder = rel.casefold().rpartition("/")[0]
+        while folder and folder not in folders:
+            folders.add(folder)
+            folder = folder.rpartition("/")[0]
+    return folders
+
+
+def _clashes(names: dict[str, str], folders: set[str]) -> set[str]:
+    """Photos whose output name another photo's also is, or whose output file an output folder would be."""
+    seen = Counter(name.casefold() for name in names.values())
+    return {
+        rel
+        for rel, name in names.items()
+        if seen[name.casefold()] > 1 or any((name + suffix).casefold() in folders for suffix in PER_PHOTO_SUFFIXES)
+    }
+
+
 def output_stems(rels: Iterable[str]) -> dict[str, str]:
     """Each photo's per-photo output name (YOLO txt, annotated copy) without suffix, mirroring the folders.
 
-    ``a/b.jpg`` gives ``a/b``. Photos that differ only in extension (``b.jpg``, ``b.png``; compared
-    case-blind, for case-insensitive disks) keep it instead (``a/b.jpg``, ``a/b.png``), so that no
-    photo's labels overwrite another's.
+    ``a/b.jpg`` gives ``a/b``. Photos whose stems clash (``b.jpg``, ``b.png``; compared case-blind, for
+    case-insensitive disks), or whose output file would be a folder's name (``b.png`` next to a folder
+    ``b.jpg``), keep their extension instead (``a/b.jpg``, ``a/b.png``); any still clashing then (``b.jpg``
+    next to ``b.jpg.jpg``) add a digest of their path (``b.jpg~1a2b3c4d5e``), and a last part too long for the
+    filesystem once suffixed is cut and gets the digest, so that no photo's outputs overwrite another's.
     """
-    stems = {rel: PurePosixPath(rel).with_suffix("").as_posix() for rel in rels}
-    seen = Counter(stem.casefold() for stem in stems.values())
-    return {rel: rel if seen[stem.casefold()] > 1 else stem for rel, stem in stems.items()}
+    rels = list(rels)
+    folders = _folders(rels)
+    names = {rel: _fit(_stem(rel), rel) for rel in rels}
+    for keep in (lambda rel: rel, lambda rel: f"{rel}~{_digest(rel)}"):
+        names |= {rel: _fit(keep(rel), rel) for rel in _clashes(names, folders)}
+    return names
 
 
 def shared_stems(stems: dict[str, str]) -> list[str]:
-    """The photos whose outputs keep their extension because another photo has the same name."""
-    return [rel for rel, stem in stems.items() if stem == rel and PurePosixPath(rel).suffix]
+    """The photos whose outputs are not named by their stem because another photo or a folder has it."""
+    return [rel for rel, name in stems.items() if name != _fit(_stem(rel), rel)]
 
 
 def yolo_txt(detections: Detections) -> str:
@@ -108,7 +198,7 @@ def coco_json(results: Results) -> str:
     images, annotations = [], []
     for index, image in enumerate(results.labelled, start=1):
         width, height = image.detections.image_size
-        images.append({"id": index, "file_name": image.path, "width": width, "height": height})
+        images.append({"id": index, "file_name": text_name(image.path), "width": width, "height": height})
         for (x1, y1, x2, y2), conf, cls, _ in _boxes(image):
             w, h = _num(x2 - x1), _num(y2 - y1)
             annotations.append(
@@ -129,7 +219,7 @@ def coco_json(results: Results) -> str:
 
 def detections_csv(results: Results) -> str:
     rows = (
-        [image.path, cls, name, f"{conf:.4f}", *(f"{v:.2f}" for v in box)]
+        [csv_cell(text_name(image.path)), cls, name, f"{conf:.4f}", *(f"{v:.2f}" for v in box)]
         for image in results.labelled
         for box, conf, cls, name in _boxes(image)
     )
@@ -139,25 +229,31 @@ def detections_csv(results: Results) -> str:
 def counts_csv(results: Results) -> str:
     names = list(results.class_names)
     rows = (
-        [image.path, *image.detections.image_size, *image.detections.counts().values(), len(image.detections)]
+        [
+            csv_cell(text_name(image.path)),
+            *image.detections.image_size,
+            *image.detections.counts().values(),
+            len(image.detections),
+        ]
         for image in results.labelled
     )
     return _csv(["image", "width", "height", *names, "total"], rows)
 
 
 def errors_csv(results: Results) -> str:
-    return _csv(["image", "kind", "reason"], ([f.path, f.kind, f.reason] for f in results.failed))
+    rows = ([csv_cell(text_name(f.path)), f.kind, csv_cell(f.reason)] for f in results.failed)
+    return _csv(["image", "kind", "reason"], rows)
 
 
 def skipped_csv(results: Results) -> str:
-    return _csv(["path", "reason"], ([s.rel, s.reason] for s in results.skipped))
+    return _csv(["path", "reason"], ([csv_cell(text_name(s.rel)), csv_cell(s.reason)] for s in results.skipped))
 
 
 def labelstudio_json(results: Results, url_prefix: str = "") -> str:
     """Label Studio tasks with pre-annotations (``predictions``) of ``rectanglelabels`` in percent.
 
-    ``data.image`` is the photo's archive path, or ``url_prefix`` + the URL-quoted path, e.g.
-    ``/data/local-files/?d=archive/`` for Label Studio's local file storage.
+    ``data.image`` is the photo's archive path (``text_name``), or ``url_prefix`` + the path's exact bytes
+    URL-quoted, e.g. ``/data/local-files/?d=archive/`` for Label Studio's local file storage.
     """
     tasks = []
     for image in results.labelled:
@@ -185,7 +281,7 @@ def labelstudio_json(results: Results, url_prefix: str = "") -> str:
         ]
         score = max((r["score"] for r in regions), default=0.0)
         prediction = {"model_version": results.model_name, "score": score, "result": regions}
-        source = url_prefix + quote(image.path) if url_prefix else image.path
+        source = url_prefix + quote(os.fsencode(image.path)) if url_prefix else text_name(image.path)
         tasks.append({"data": {"image": source}, "predictions": [prediction]})
     return _json(tasks)
 
@@ -208,7 +304,7 @@ def cvat_xml(results: Results) -> str:
     for index, image in enumerate(results.labelled):
         width, height = image.detections.image_size
         node = ET.SubElement(
-            root, "image", {"id": str(index), "name": image.path, "width": str(width), "height": str(height)}
+            root, "image", {"id": str(index), "name": text_name(image.path), "width": str(width), "height": str(height)}
         )
         for (x1, y1, x2, y2), conf, _, name in _boxes(image):
             corners = {"xtl": x1, "ytl": y1, "xbr": x2, "ybr": y2}
@@ -232,7 +328,7 @@ def geojson(results: Results) -> str:
             else:
                 ring = [[x, y] for x, y in zip(xs, ys, strict=True)]
             properties = {
-                "image": image.path,
+                "image": text_name(image.path),
                 "class_id": cls,
                 "class_name": name,
                 "confidence": conf,

@@ -19,6 +19,7 @@ from railvision.errors import ImageError
 from railvision.images import Frame, decode_frame, encode_jpeg
 from railvision.labelling.geo import read_georef
 from railvision.labelling.records import ArchiveFile, LabelOptions, Outcome
+from railvision.labelling.scan import ChangedSinceScanError, read_photo
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -51,8 +52,8 @@ def prepare(root: Path, file: ArchiveFile, detector: Detector, options: LabelOpt
     path = root / file.rel
     fit = None if options.annotated else detector.imgsz
     try:
-        frame = decode_frame(path.read_bytes(), fit, options.max_pixels)
-    except ImageError as exc:
+        frame = decode_frame(read_photo(root, file), fit, options.max_pixels)
+    except (ImageError, ChangedSinceScanError) as exc:
         return Prepared(file, error=(exc.kind, str(exc)))
     except OSError as exc:
         return Prepared(file, error=("unreadable", exc.strerror or str(exc)))

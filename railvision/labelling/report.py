@@ -11,7 +11,7 @@ import cv2
 from railvision.draw import draw_detections
 from railvision.errors import ImageError
 from railvision.images import encode_jpeg, load_image
-from railvision.labelling.outputs import write_atomic
+from railvision.labelling.outputs import text_name, write_atomic
 from railvision.labelling.records import LabelledImage, Results
 
 TOP_PHOTOS = 50  # rows in the table of photos with the most detections
@@ -64,7 +64,7 @@ def render(root: Path, results: Results) -> str:
     for image in top[:THUMBNAILS]:
         uri = thumbnail(root, image)
         if uri is not None:
-            caption = f"{image.path}: {len(image.detections)} detections"
+            caption = f"{text_name(image.path)}: {len(image.detections)} detections"
             figures.append(f'<figure><img src="{uri}" alt=""><figcaption>{html.escape(caption)}</figcaption></figure>')
     return "\n".join(
         [
@@ -79,7 +79,7 @@ def render(root: Path, results: Results) -> str:
             "<h2>Photos with the most detections</h2>",
             _table(
                 ["photo", *names, "total"],
-                [[i.path, *i.detections.counts().values(), len(i.detections)] for i in top],
+                [[text_name(i.path), *i.detections.counts().values(), len(i.detections)] for i in top],
             ),
             "<h2>Thumbnails</h2>",
             f'<div class="grid">{"".join(figures)}</div>',

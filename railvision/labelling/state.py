@@ -42,6 +42,21 @@ def exclusive(out: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
+def _key(rel: str) -> str | bytes:
+    """A photo's row key: its path as text, or its exact bytes for a name that is not UTF-8 (SQLite text must be).
+
+    Text and blob keys never compare equal, and states saved before keep their (text) keys."""
+    try:
+        rel.encode()
+    except UnicodeEncodeError:
+        return os.fsencode(rel)
+    return rel
+
+
+def _rel(key: str | bytes) -> str:
+    return key if isinstance(key, str) else os.fsdecode(key)
+
+
 class State:
     """The run's SQLite file: one row per photo, keyed by relative path, valid for its size and mtime."""
 
@@ -64,14 +79,14 @@ class State:
 
     def pending(self, files: list[ArchiveFile]) -> list[ArchiveFile]:
         """Photos with no saved outcome, or changed (size or mtime) since it was saved."""
-        done = {p: (s, m) for p, s, m in self.db.execute("SELECT path, size, mtime_ns FROM images")}
+        done = {_rel(p): (s, m) for p, s, m in self.db.execute("SELECT path, size, mtime_ns FROM images")}
         return [f for f in files if done.get(f.rel) != (f.size, f.mtime_ns)]
 
     def record(self, outcomes: list[Outcome]) -> None:
         """Save one batch in one transaction: after a crash a batch is either all there or not at all."""
         rows = [
             (
-                o.file.rel,
+                _key(o.file.rel),
                 o.file.size,
                 o.file.mtime_ns,
                 None if o.result is None else json.dumps(o.result),
@@ -88,15 +103,15 @@ class State:
         self, files: list[ArchiveFile], class_names: tuple[str, ...]
     ) -> tuple[list[LabelledImage], list[FailedImage]]:
         """Saved outcomes of the photos now in the archive, in archive order."""
-        rows = {r[0]: r for r in self.db.execute("SELECT path, result, error_kind, error, geo FROM images")}
+        rows = {_rel(r[0]): r[1:] for r in self.db.execute("SELECT path, result, error_kind, error, geo FROM images")}
         labelled, failed = [], []
         for file in files:
-            path, result, kind, reason, geo = rows[file.rel]
+            result, kind, reason, geo = rows[file.rel]
             if result is None:
-                failed.append(FailedImage(path, kind, reason))
+                failed.append(FailedImage(file.rel, kind, reason))
             else:
                 detections = Detections.from_dict(json.loads(result), class_names)
-                labelled.append(LabelledImage(path, detections, None if geo is None else json.loads(geo)))
+                labelled.append(LabelledImage(file.rel, detections, None if geo is None else json.loads(geo)))
         return labelled, failed
 
     def close(self) -> None:
