@@ -12,6 +12,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import BmpImagePlugin, Image, JpegImagePlugin, PngImagePlugin, TiffImagePlugin, WebPImagePlugin
@@ -48,8 +49,65 @@ def _unsupported(name: str) -> UnsupportedFormatError:
     return UnsupportedFormatError(f"unsupported format: {name} (use {SUPPORTED})")
 
 
+# Camera RAW is refused by name, DNG included: the first image of a TIFF-based RAW is a small preview, or sensor
+# data (a colour filter array) that OpenCV cannot demosaic, never the photo itself. RAWs not shaped as TIFF:
+_RAW_SIGNATURES = {
+    b"IIRO": "Olympus ORF", b"IIRS": "Olympus ORF", b"MMOR": "Olympus ORF", b"IIU\x00": "Panasonic RW2",
+    b"FUJIFILMCCD-RAW": "Fujifilm RAF", b"FOVb": "Sigma X3F",
+}  # fmt: skip
+_RAW_PHOTOMETRIC = frozenset({32803, 34892})  # colour filter array, linear raw: sensor data
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"})
+
+
+def _tiff_tags(data: bytes, offset: int, order: Literal["little", "big"]) -> dict[int, tuple[int, int]]:
+    """Tag -> (count, value) of the classic-TIFF IFD at ``offset``: the number itself where it fits the entry
+    (one LONG; one or two SHORTs, the first), else where the values are. Entries past the file are left out."""
+    if not 8 <= offset <= len(data) - 2:
+        return {}
+    tags = {}
+    for at in range(offset + 2, offset + 2 + 12 * int.from_bytes(data[offset : offset + 2], order), 12):
+        if at + 12 > len(data):
+            break
+        tag, kind, count = (int.from_bytes(data[at + a : at + b], order) for a, b in ((0, 2), (2, 4), (4, 8)))
+        size = 2 if kind == 3 and count <= 2 else 4
+        tags[tag] = (count, int.from_bytes(data[at + 8 : at + 8 + size], order))
+    return tags
+
+
+def _camera_raw(data: bytes) -> str | None:
+    """Which camera RAW a TIFF-shaped file is: Canon CR2, DNG, or another whose first IFD or one of its SubIFDs
+    holds sensor data (Nikon NEF, Sony ARW, Pentax PEF, ...); ``None`` for an ordinary TIFF."""
+    if data[8:11] == b"CR\x02":
+        return "Canon CR2"
+    if data[2:4] not in (b"*\x00", b"\x00*"):  # BigTIFF: no camera writes it
+        return None
+    order: Literal["little", "big"] = "little" if data[:2] == b"II" else "big"
+    first = _tiff_tags(data, int.from_bytes(data[4:8], order), order)
+    if 50706 in first:  # DNGVersion
+        return "DNG"
+    count, value = first.get(330, (0, 0))  # SubIFDs: the one offset, or where the offsets are (four looked at)
+    where = range(value, value + 4 * min(count, 4), 4)
+    subs = [value] if count == 1 else [int.from_bytes(data[at : at + 4], order) for at in where]
+    if any(ifd.get(262, (0, 0))[1] in _RAW_PHOTOMETRIC for ifd in [first, *(_tiff_tags(data, o, order) for o in subs)]):
+        return "TIFF-based, such as Nikon NEF or Sony ARW"
+    return None
+
+
+def _iso_media(data: bytes) -> str:
+    """What an ISO media file (an ``ftyp`` box first) holds, by its major and compatible brands."""
+    brands = {data[8:12]} | {data[i : i + 4] for i in range(16, min(int.from_bytes(data[:4], "big"), 64) - 3, 4)}
+    if brands & {b"avif", b"avis"}:
+        return "AVIF"
+    if b"crx " in brands:
+        return "camera RAW (Canon CR3)"
+    if brands & _HEIF_BRANDS:
+        return "HEIC/HEIF"
+    return f"ISO media of brand {data[8:12].decode('latin-1')!r} (a video, not a photo)"
+
+
 def sniff_format(data: bytes) -> str:
-    """Format name from the magic bytes: jpeg, png, webp, bmp or tiff; a named error for anything else."""
+    """Format name from the magic bytes: jpeg, png, webp, bmp or tiff; a named error for anything else,
+    camera RAW (TIFF-shaped or not) included."""
     if data[:3] == b"\xff\xd8\xff":
         return "jpeg"
     if data[:8] == b"\x89PNG\r\n\x1a\n":
@@ -59,9 +117,16 @@ def sniff_format(data: bytes) -> str:
     if data[:2] == b"BM":
         return "bmp"
     if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        if (raw := _camera_raw(data)) is not None:
+            raise _unsupported(f"camera RAW ({raw})")
         return "tiff"
-    if data[4:8] == b"ftyp":  # ISO media: HEIC/HEIF from phones, AVIF
-        raise _unsupported("AVIF" if data[8:12] in (b"avif", b"avis") else "HEIC/HEIF")
+    for signature, name in _RAW_SIGNATURES.items():
+        if data.startswith(signature):
+            raise _unsupported(f"camera RAW ({name})")
+    if data[6:14] == b"HEAPCCDR":
+        raise _unsupported("camera RAW (Canon CRW)")
+    if data[4:8] == b"ftyp":  # ISO media: HEIC/HEIF from phones, AVIF, Canon CR3, videos
+        raise _unsupported(_iso_media(data))
     if data.startswith(b"%PDF"):
         raise _unsupported("PDF")
     Image.init()
@@ -158,6 +223,50 @@ class Frame:
         return self.pixels if self.data is None else decode(self.data, self.size[0] * self.size[1])
 
 
+# Frame headers of Huffman-coded JPEGs (ITU T.81, B.1.1.3): every 8x8 block costs at least one bit of scan data.
+# Arithmetic coding can spend less, so it is not bounded.
+_HUFFMAN_FRAMES = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7})
+
+
+def _jpeg_frame(data: bytes, end: int) -> int | None:
+    """The marker of a JPEG's frame header (SOFn), walking the segments before ``end``; None if not plain to see."""
+    at = 2
+    while at + 4 <= end and data[at] == 0xFF:
+        marker = data[at + 1]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return marker
+        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+    return None
+
+
+def _check_jpeg(data: bytes, header: Header) -> None:
+    """Refuse a JPEG whose scan data cannot hold its frame: libjpeg would silently grey-fill what is missing
+    (a 5 KB file claiming 14,000 x 14,000 pixels would decode, slowly, to 588 MB of grey)."""
+    if data.rfind(b"\xff\xd9") < header.data_offset:  # an EXIF thumbnail's end marker lies before the scan
+        raise CorruptImageError("truncated JPEG: the image data ends before its end marker")
+    scan = len(data) - header.data_offset
+    blocks = (header.width // 8) * (header.height // 8)
+    if 8 * scan < blocks and _jpeg_frame(data, header.data_offset) in _HUFFMAN_FRAMES:
+        raise CorruptImageError(
+            f"truncated JPEG: {scan:,} bytes of image data cannot hold {header.width}x{header.height} pixels"
+        )
+
+
+def _check_png_chunks(data: bytes) -> None:
+    """Refuse a PNG with a chunk running past the end of the file: OpenCV would first allocate (and zero) as
+    many bytes as the chunk's length field says, up to 2 GB for a file of a few kilobytes."""
+    at = 8
+    while at + 8 <= len(data):
+        length, kind = int.from_bytes(data[at : at + 4], "big"), data[at + 4 : at + 8]
+        if at + 12 + length > len(data):
+            raise CorruptImageError(
+                f"truncated PNG: chunk {kind.decode('latin-1')!r} claims {length:,} bytes, past the end of the file"
+            )
+        if kind == b"IEND":
+            return
+        at += 12 + length
+
+
 def _decode(data: bytes, max_pixels: int | None, fit_hw: tuple[int, int] | None) -> Frame:
     if len(data) == 0:
         raise EmptyImageError("empty file")
@@ -168,9 +277,10 @@ def _decode(data: bytes, max_pixels: int | None, fit_hw: tuple[int, int] | None)
         raise ImageTooLargeError(f"image is {width}x{height} = {width * height:,} pixels, over the limit of {limit:,}")
     if width == 0 or height == 0:
         raise CorruptImageError(f"image header says {width}x{height} pixels")
-    # libjpeg would silently grey-fill a missing part (an EXIF thumbnail's end marker lies before the scan)
-    if fmt == "jpeg" and data.rfind(b"\xff\xd9") < header.data_offset:
-        raise CorruptImageError("truncated JPEG: the image data ends before its end marker")
+    if fmt == "jpeg":
+        _check_jpeg(data, header)
+    if fmt == "png":
+        _check_png_chunks(data)
     k = jpeg_reduction(width, height, fit_hw) if fmt == "jpeg" and fit_hw else 1
     buffer = np.frombuffer(data, dtype=np.uint8)
     # JPEG has no alpha: decode it the way that applies EXIF orientation; keep alpha and depth for the rest.

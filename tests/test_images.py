@@ -7,7 +7,7 @@ import struct
 import cv2
 import numpy as np
 import pytest
-from toy_data import png_claiming
+from toy_data import png_claiming, tiff_with_subifd
 
 from railvision import (
     CorruptImageError,
@@ -117,11 +117,34 @@ def _pillow_encoded(fmt: str) -> bytes:
         (encode(".jp2"), "JPEG2000"),
         (b"\x00\x00\x00\x1cftypavif" + bytes(100), "AVIF"),
         (b"\x00\x00\x00\x18ftypheic" + bytes(100), "HEIC"),
+        (b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1avifmiaf" + bytes(100), "AVIF"),  # AVIF by a compatible brand
         (b"%PDF-1.7\n" + bytes(100), "PDF"),
         (b"8BPS\x00\x01" + bytes(100), "PSD"),
+        (b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41" + bytes(100), "ISO media of brand 'isom'"),
+        # camera RAW: TIFF-shaped (the preview OpenCV would decode is not the photo), then by signature
+        (tiff_with_subifd(), r"camera RAW \(TIFF-based, such as Nikon NEF"),
+        (tiff_with_subifd(order=">"), r"camera RAW \(TIFF-based"),
+        (tiff_with_subifd(sensor_first=True), r"camera RAW \(TIFF-based"),
+        (tiff_with_subifd(sensor_first=True, photometric=34892), r"camera RAW \(TIFF-based"),  # linear raw
+        (tiff_with_subifd(photometric=1, dng=True), r"camera RAW \(DNG\)"),
+        (tiff_with_subifd(photometric=1, cr2=True), r"camera RAW \(Canon CR2\)"),
+        (b"\x00\x00\x00\x18ftypcrx \x00\x00\x00\x01crx isom" + bytes(100), r"camera RAW \(Canon CR3\)"),
+        (b"II\x1a\x00\x00\x00HEAPCCDR" + bytes(100), r"camera RAW \(Canon CRW\)"),
+        (b"IIRO\x08\x00\x00\x00" + bytes(100), r"camera RAW \(Olympus ORF\)"),
+        (b"IIU\x00\x08\x00\x00\x00" + bytes(100), r"camera RAW \(Panasonic RW2\)"),
+        (b"FUJIFILMCCD-RAW 0201FF129502" + bytes(100), r"camera RAW \(Fujifilm RAF\)"),
     ],
-    ids=["gif", "ppm", "jpeg2000", "avif", "heic", "pdf", "psd"],
-)
+    ids=[
+        "gif", "ppm", "jpeg2000", "avif", "heic", "avif-mif1", "pdf", "psd", "mp4",
+        "nef", "nef-big-endian", "raw-in-ifd0", "linear-raw", "dng", "cr2", "cr3", "crw", "orf", "rw2", "raf",
+    ],
+)  # fmt: skip
 def test_formats_we_do_not_read_are_named(data: bytes, name: str) -> None:
     with pytest.raises(UnsupportedFormatError, match=f"unsupported format: {name}"):
         load_image(data)
+
+
+def test_a_tiff_with_ordinary_subifds_is_still_read() -> None:
+    """Only sensor data in a SubIFD (or the first IFD) makes a TIFF a camera RAW: a grey SubIFD does not."""
+    for order in "<>":
+        assert load_image(tiff_with_subifd(photometric=1, order=order)).shape == (8, 16, 3)

@@ -75,3 +75,40 @@ def png_claiming(width: int, height: int) -> bytes:
     # a complete file, as a real bomb is: header, a little compressed data, end
     body = chunk_bytes(b"IHDR", ihdr) + chunk_bytes(b"IDAT", zlib.compress(bytes(1000))) + chunk_bytes(b"IEND", b"")
     return b"\x89PNG\r\n\x1a\n" + body
+
+
+def tiff_with_subifd(
+    photometric: int = 32803, order: str = "<", dng: bool = False, cr2: bool = False, sensor_first: bool = False
+) -> bytes:
+    """A TIFF shaped like a camera RAW: IFD0 a 16 x 8 RGB preview, its SubIFD 16 x 8 of 16-bit data with
+    ``photometric`` (32803: a colour filter array, as in a Nikon NEF or Sony ARW; 1: an ordinary grey image).
+    ``sensor_first`` puts the sensor data in IFD0 itself (as some DNGs); ``dng`` adds DNGVersion, ``cr2``
+    Canon's CR2 signature after the header."""
+    head = 16 if cr2 else 8
+    preview, sensor = bytes(i % 251 for i in range(16 * 8 * 3)), bytes(range(256))  # 8- and 16-bit pixels
+    preview_at, sensor_at = head, head + 384
+    first_at = sensor_at + 256
+
+    def ifd(entries: dict[int, int | tuple[int, ...]], at: int) -> bytes:
+        """One IFD at ``at``: values of more than one LONG go right after it."""
+        body, extra = b"", b""
+        extra_at = at + 2 + 12 * len(entries) + 4
+        for tag, value in sorted(entries.items()):
+            values = value if isinstance(value, tuple) else (value,)
+            if len(values) == 1:
+                body += struct.pack(order + "HHII", tag, 4, 1, values[0])
+            else:
+                body += struct.pack(order + "HHII", tag, 4, len(values), extra_at + len(extra))
+                extra += struct.pack(f"{order}{len(values)}I", *values)
+        return struct.pack(order + "H", len(entries)) + body + struct.pack(order + "I", 0) + extra
+
+    rgb = {256: 16, 257: 8, 258: (8, 8, 8), 259: 1, 262: 2, 273: preview_at, 277: 3, 278: 8, 279: 384}
+    raw = {256: 16, 257: 8, 258: 16, 259: 1, 262: photometric, 273: sensor_at, 277: 1, 278: 8, 279: 256}
+    first = (raw if sensor_first else rgb | {254: 1}) | ({50706: 0x01040000} if dng else {})
+    size = len(ifd(first | {330: 0}, first_at))
+    sub = b"" if sensor_first else ifd(raw, first_at + size)
+    if not sensor_first:
+        first[330] = first_at + size  # SubIFDs
+    magic = (b"II*\x00" if order == "<" else b"MM\x00*") + struct.pack(order + "I", first_at)
+    signature = b"CR\x02\x00" + bytes(4) if cr2 else b""
+    return magic + signature + preview + sensor + ifd(first, first_at) + sub

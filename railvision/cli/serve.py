@@ -7,7 +7,6 @@ Flags override the ``RAILVISION_*`` environment variables; the API key is read f
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from railvision.cli import CommandError
 
