@@ -77,7 +77,9 @@ def find_model(model: str | os.PathLike | None) -> Path:
         path = MODELS_DIR / SHIPPED_MODELS[str(model)]
     if not path.is_file():
         names = ", ".join(SHIPPED_MODELS)
-        raise ModelError(f"model not found: {model} (a .onnx file, or a shipped model: {names}; or set RAILVISION_MODEL)")
+        raise ModelError(
+            f"model not found: {model} (a .onnx file, or a shipped model: {names}; or set RAILVISION_MODEL)"
+        )
     return path
 
 

@@ -52,3 +52,9 @@ class DeviceUnavailableError(RailvisionError):
     """The requested execution device (e.g. CUDA) cannot run here."""
 
     kind = "device_unavailable"
+
+
+class OutOfSpaceError(RailvisionError):
+    """The disk (or a quota, or a file-size limit) is full while writing outputs; what was saved stays saved."""
+
+    kind = "out_of_space"

@@ -406,3 +406,37 @@ def test_a_second_run_on_the_same_output_refuses_at_once(
         holder.kill()
         holder.wait()
     assert label(archive, out, oracle_model) == 0  # the killed holder's lock is gone
+
+
+FILE_SIZE_LIMIT = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
+from railvision.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+# where the disk fills: creating the state, its journal half-way through, the first annotated copy
+@pytest.mark.parametrize(("limit", "annotated"), [(6_000, False), (150_000, False), (60_000, True)])
+def test_a_full_disk_is_a_clear_error_and_the_rerun_finishes_identical(
+    tmp_path: Path, oracle_model: Path, limit: int, annotated: bool
+) -> None:
+    archive = build_archive(tmp_path / "archive", extra_photos=40)
+    flags = ("--batch", "2", "--workers", "1", "--no-progress", *(["--annotated"] if annotated else []))
+    reference = tmp_path / "reference"
+    subprocess.run(cli(archive, reference, oracle_model, *flags), check=True, capture_output=True)
+    out = tmp_path / "out"
+    limited = [sys.executable, "-c", FILE_SIZE_LIMIT, str(limit), *cli(archive, out, oracle_model, *flags)[3:]]
+    done = subprocess.run(limited, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "cannot write to" in done.stderr and "run the same command again" in done.stderr
+    assert "Traceback" not in done.stderr
+    with sqlite3.connect(out / "state.sqlite") as db:  # consistent: whole batches only
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        saved = db.execute("SELECT COUNT(*) FROM images").fetchone()[0] if "images" in tables else 0
+    assert saved < 48 and (saved > 0) == (limit == 150_000)  # that one fills up half-way through
+    assert not [p for p in out.rglob("*") if p.name.startswith(".railvision-tmp")]  # no half-written file left
+    subprocess.run(cli(archive, out, oracle_model, *flags), check=True, capture_output=True)  # space freed
+    assert output_files(out) == output_files(reference)

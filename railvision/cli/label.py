@@ -12,6 +12,7 @@ import cv2
 from railvision.cli import CommandError
 from railvision.cli.detect import add_model_arguments, detect_options
 from railvision.engine import find_model
+from railvision.errors import OutOfSpaceError
 from railvision.labelling import FORMATS, LabelOptions, label_archive
 
 
@@ -92,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except KeyboardInterrupt:
         raise KeyboardInterrupt("finished batches are saved; run the same command again to resume") from None
+    except OutOfSpaceError as exc:  # the run failed, not its arguments: exit code 1
+        raise CommandError(str(exc), code=1) from None
     finally:  # before main prints what went wrong
         progress.close()
     if summary.restarted:

@@ -3,13 +3,17 @@ and the summary printed at the end."""
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from railvision.engine import Detector
+from railvision.errors import OutOfSpaceError
 from railvision.labelling.outputs import (
     FORMATS,
     output_stems,
@@ -46,6 +50,27 @@ def settings_key(options: LabelOptions, detector: Detector) -> dict[str, Any]:
     if chosen.max_det != DEFAULTS.max_det:
         key["max_det"] = chosen.max_det
     return key
+
+
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})  # disk full, quota, file-size limit
+
+
+@contextmanager
+def full_disk_reported(out: Path) -> Iterator[None]:
+    """A full disk while writing ``out`` becomes one clear error. Every batch saved before it stays in the
+    state (each is one transaction) and outputs are replaced atomically, so a rerun after freeing space
+    finishes exactly as an uninterrupted run would have."""
+    try:
+        yield
+    except (OSError, sqlite3.OperationalError) as exc:
+        # SQLite says SQLITE_FULL for a full disk, and only "disk I/O error" when a write is refused otherwise
+        code = getattr(exc, "sqlite_errorname", "")
+        if not (exc.errno in NO_SPACE if isinstance(exc, OSError) else code == "SQLITE_FULL" or "IOERR" in code):
+            raise
+        raise OutOfSpaceError(
+            f"cannot write to {out} ({exc}; is the disk full?); everything labelled so far is saved: "
+            "free some space and run the same command again"
+        ) from None
 
 
 def annotated_path(out: Path, stem: str) -> Path:
@@ -108,7 +133,7 @@ def label_archive(
     if unknown:
         raise ValueError(f"unknown format(s) {', '.join(sorted(unknown))}; choose from {', '.join(FORMATS)}")
     out.mkdir(parents=True, exist_ok=True)
-    with exclusive(out):
+    with full_disk_reported(out), exclusive(out):
         files, skipped = scan_archive(root)
         stems = output_stems(f.rel for f in files)
         detector = open_detector(options)
