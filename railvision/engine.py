@@ -57,7 +57,9 @@ def write_metadata(onnx_path: Path, extra: dict[str, str]) -> None:
 # The models shipped in models/, by the short names ``--model`` takes.
 SHIPPED_MODELS = {
     "default": "railvision-n.onnx",
-    "int8": "railvision-n-int8.onnx",  # the default model quantised (railvision quantize); see its card
+    # not shipped (on a 2-core AVX-512 VNNI CPU it was no faster: models/railvision-n.md); made beside the
+    # default by ``railvision quantize default --calib DIR``
+    "int8": "railvision-n-int8.onnx",
     "synth": "railvision-n-synth.onnx",  # the earlier synthetic-only model, for overhead crops
 }
 DEFAULT_MODEL = MODELS_DIR / SHIPPED_MODELS["default"]
@@ -77,8 +79,9 @@ def find_model(model: str | os.PathLike | None) -> Path:
         path = MODELS_DIR / SHIPPED_MODELS[str(model)]
     if not path.is_file():
         names = ", ".join(SHIPPED_MODELS)
+        hint = "; make it with: railvision quantize default --calib DIR" if str(model) == "int8" else ""
         raise ModelError(
-            f"model not found: {model} (a .onnx file, or a shipped model: {names}; or set RAILVISION_MODEL)"
+            f"model not found: {model} (a .onnx file, or a shipped model: {names}; or set RAILVISION_MODEL){hint}"
         )
     return path
 

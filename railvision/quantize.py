@@ -1,8 +1,11 @@
 """INT8 copies of exported models: onnxruntime static quantisation (QDQ), calibrated on photos.
 
-The convolutions and matrix products run in INT8 (VNNI on x86); the head's last convolutions (box,
-kind and gate logits, no activation after them) stay FP32, because their outputs are read as
-coordinates and scores directly, where a quantisation step is a visible error. A copy is kept only
+Every operator onnxruntime can quantise runs in INT8 (VNNI on x86): convolutions, and the SiLU,
+additions, concatenations and pooling between them, so tensors stay INT8 from one convolution to
+the next (quantising the convolutions alone leaves a dequantise-quantise pair around every
+activation and ran slower than FP32 here). The head's tail stays FP32: its output convolutions
+(box, kind and gate logits) and the arithmetic after them, whose outputs are read as coordinates
+and scores directly, where a quantisation step is a visible error. A copy is kept only
 if it finds the FP32 file's boxes again on the calibration photos (``check``); its accuracy on
 labelled sets is measured with ``railvision eval`` like any model.
 """
@@ -56,21 +59,21 @@ def calibration_images(folders: Sequence[Path], count: int = CALIB_IMAGES, seed:
     return [p for pool in pools for p in rng.sample(pool, min(share, len(pool)))][:count]
 
 
-def head_output_convs(model) -> list[str]:
-    """Names of the head's (the last layer's) convolutions whose output is not activated (SiLU: a
-    Sigmoid and a Mul reading it): the box, kind and gate logits, kept in FP32."""
-    readers: dict[str, set[str]] = {}
+def head_float_nodes(model) -> list[str]:
+    """Names of the nodes of the head (the last layer) kept in FP32: all but its convolution + SiLU units
+    (a Conv read by a Sigmoid and a Mul), so the box, kind and gate logits and the arithmetic after them."""
+    readers: dict[str, list] = {}
     for node in model.graph.node:
         for name in node.input:
-            readers.setdefault(name, set()).add(node.op_type)
+            readers.setdefault(name, []).append(node)
     layers = [n.name.split("/")[1] for n in model.graph.node if n.name.startswith("/model.")]
-    head = max(layers, key=lambda layer: int(layer.split(".")[1]))
-    silu = {"Sigmoid", "Mul"}
-    return [
-        n.name
-        for n in model.graph.node
-        if n.op_type == "Conv" and n.name.startswith(f"/{head}/") and not silu <= readers.get(n.output[0], set())
-    ]
+    head = f"/{max(layers, key=lambda layer: int(layer.split('.')[1]))}/"
+    units = set()
+    for node in model.graph.node:
+        after = readers.get(node.output[0], []) if node.op_type == "Conv" else []
+        if {"Sigmoid", "Mul"} <= {r.op_type for r in after}:
+            units.update([node.name, *(r.name for r in after)])
+    return [n.name for n in model.graph.node if n.name.startswith(head) and n.name not in units]
 
 
 def quantize(fp32: Path, calib: Sequence[Path], out: Path | None = None, check: bool = True) -> Quantized:
@@ -101,8 +104,7 @@ def quantize(fp32: Path, calib: Sequence[Path], out: Path | None = None, check: 
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         per_channel=True,
-        op_types_to_quantize=["Conv", "MatMul"],
-        nodes_to_exclude=head_output_convs(onnx.load(str(fp32))),
+        nodes_to_exclude=head_float_nodes(onnx.load(str(fp32))),
         calibration_providers=["CPUExecutionProvider"],
     )
     write_metadata(out, {**detector.metadata, "railvision_precision": "int8"})

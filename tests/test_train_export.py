@@ -161,7 +161,7 @@ def test_quantize_keeps_the_head_outputs_in_float_and_the_metadata(
     import onnx
 
     import railvision.engine as engine
-    from railvision.quantize import calibration_images, head_output_convs, quantize
+    from railvision.quantize import calibration_images, head_float_nodes, quantize
 
     fp32 = tmp_path / "railvision-n.onnx"
     assert main(["export", "--weights", str(tiny_weights), "--out", str(fp32), "--device", "cpu", "--dynamic"]) == 0
@@ -171,10 +171,10 @@ def test_quantize_keeps_the_head_outputs_in_float_and_the_metadata(
     assert result.path == tmp_path / "railvision-n-int8.onnx" and result.calibrated_on == 6
     graph = onnx.load(str(result.path)).graph
     assert sum(n.op_type == "QuantizeLinear" for n in graph.node) > 50  # the trunk runs in INT8
-    kept = set(head_output_convs(onnx.load(str(fp32))))
-    assert len(kept) == 6  # box and class logits of three scales
+    kept = head_float_nodes(onnx.load(str(fp32)))
+    assert sum("Conv" in name for name in kept) == 6  # box and class logits of three scales stay FP32
     made = {o: n for n in graph.node for o in n.output}
-    for conv in (n for n in graph.node if n.name in kept):  # their weights are plain FP32 initialisers
+    for conv in (n for n in graph.node if n.name in kept and n.op_type == "Conv"):  # plain FP32 weights
         assert conv.input[1] not in made or made[conv.input[1]].op_type != "DequantizeLinear"
     monkeypatch.setattr(engine, "MODELS_DIR", tmp_path)
     detector = engine.Detector("int8")  # the short name finds the shipped copy

@@ -20,7 +20,7 @@ from railvision.options import DEFAULT_CONF, DEFAULTS, TILES, DetectOptions
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Model and detection flags shared by every command that runs the engine (unset: ``DEFAULTS``)."""
     parser.add_argument(
-        "--model", default=None, help="ONNX file, or a shipped model: default, int8 (faster on CPU), synth"
+        "--model", default=None, help="ONNX file, or a model by name: default, synth, int8 (railvision quantize)"
     )
     parser.add_argument(
         "--conf", type=float, help=f"confidence threshold (default: the model's own, else {DEFAULT_CONF:g})"

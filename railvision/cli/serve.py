@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument(
-        "--model", default=None, help="ONNX file, or a shipped model: default, int8 (faster on CPU), synth"
+        "--model", default=None, help="ONNX file, or a model by name: default, synth, int8 (railvision quantize)"
     )
     parser.add_argument("--device", default=None, help="auto, cpu or cuda[:N] (default auto)")
     parser.add_argument("--max-batch", type=int, default=None, help="most images per inference batch (default 8)")
