@@ -54,7 +54,7 @@ def write_metadata(onnx_path: Path, extra: dict[str, str]) -> None:
     onnx.save(model, str(onnx_path))
 
 
-# The models shipped in models/, by the short names ``--model`` takes.
+# The models in models/, by the short names ``--model`` takes.
 SHIPPED_MODELS = {
     "default": "railvision-n.onnx",
     # not shipped (on a 2-core AVX-512 VNNI CPU it was no faster: models/railvision-n.md); made beside the
@@ -71,7 +71,7 @@ def default_model_path() -> Path:
 
 
 def find_model(model: str | os.PathLike | None) -> Path:
-    """A model file, or a shipped one by its short name (``SHIPPED_MODELS``); ``None``: the default."""
+    """A model file, or one in models/ by its short name (``SHIPPED_MODELS``); ``None``: the default."""
     if model is None:
         return default_model_path()
     path = Path(model)
@@ -81,7 +81,8 @@ def find_model(model: str | os.PathLike | None) -> Path:
         names = ", ".join(SHIPPED_MODELS)
         hint = "; make it with: railvision quantize default --calib DIR" if str(model) == "int8" else ""
         raise ModelError(
-            f"model not found: {model} (a .onnx file, or a shipped model: {names}; or set RAILVISION_MODEL){hint}"
+            f"model not found: {model} (a .onnx file, or one in models/ by name: {names}; "
+            f"or set RAILVISION_MODEL){hint}"
         )
     return path
 

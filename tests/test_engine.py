@@ -149,7 +149,7 @@ def test_cuda_request_without_cuda_is_an_error(oracle_model):
 def test_bad_model_files(tmp_path):
     with pytest.raises(ModelError, match="not found"):
         Detector(tmp_path / "missing.onnx")
-    with pytest.raises(ModelError, match="a shipped model: default, int8, synth"):
+    with pytest.raises(ModelError, match="by name: default, int8, synth"):
         Detector("fp64")  # neither a file nor a shipped model's name
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"not a model")

@@ -440,3 +440,17 @@ def test_a_full_disk_is_a_clear_error_and_the_rerun_finishes_identical(
     assert not [p for p in out.rglob("*") if p.name.startswith(".railvision-tmp")]  # no half-written file left
     subprocess.run(cli(archive, out, oracle_model, *flags), check=True, capture_output=True)  # space freed
     assert output_files(out) == output_files(reference)
+
+
+def test_a_rerun_with_nothing_new_leaves_the_outputs_alone(archive: Path, tmp_path: Path, oracle_model: Path) -> None:
+    out = tmp_path / "out"
+    assert label(archive, out, oracle_model, "--report") == 0
+    written = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name not in STATE}
+    expected = output_files(out)
+    assert label(archive, out, oracle_model, "--report") == 0  # nothing new: not one output rewritten
+    assert {p: p.stat().st_mtime_ns for p in written} == written
+    (out / "coco.json").unlink()  # an output gone: everything is written again, the same
+    assert label(archive, out, oracle_model, "--report") == 0
+    assert output_files(out) == expected
+    assert label(archive, out, oracle_model, "--report", "--labelstudio-prefix", "/data/") == 0  # another choice
+    assert b"/data/" in (out / "labelstudio.json").read_bytes()

@@ -4,6 +4,9 @@ and the summary printed at the end."""
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -16,6 +19,7 @@ from railvision.engine import Detector
 from railvision.errors import OutOfSpaceError
 from railvision.labelling.outputs import (
     FORMATS,
+    output_names,
     output_stems,
     prune,
     shared_stems,
@@ -24,7 +28,7 @@ from railvision.labelling.outputs import (
     write_outputs,
 )
 from railvision.labelling.pipeline import label_local, open_detector
-from railvision.labelling.records import LabelOptions, Results
+from railvision.labelling.records import ArchiveFile, LabelOptions, Results, Skipped
 from railvision.labelling.scan import scan_archive
 from railvision.labelling.state import STATE_FILE, State, exclusive
 from railvision.options import DEFAULTS
@@ -71,6 +75,17 @@ def full_disk_reported(out: Path) -> Iterator[None]:
             f"cannot write to {out} ({exc}; is the disk full?); everything labelled so far is saved: "
             "free some space and run the same command again"
         ) from None
+
+
+def outputs_key(files: list[ArchiveFile], skipped: list[Skipped], choices: list[Any]) -> str:
+    """A digest of what the outputs are made of besides the saved settings: the archive as scanned and the
+    output ``choices``. Equal to the last complete run's, with nothing pending, the outputs are already right."""
+    digest = hashlib.sha256(json.dumps(choices).encode())
+    for f in files:
+        digest.update(os.fsencode(f"{f.rel}\0{f.size}\0{f.mtime_ns}\n"))
+    for item in skipped:
+        digest.update(os.fsencode(f"{item.rel}\0{item.reason}\n"))
+    return digest.hexdigest()
 
 
 def annotated_path(out: Path, stem: str) -> Path:
@@ -154,16 +169,21 @@ def label_archive(
                 state.record(outcomes)
                 on_batch(len(outcomes))
             labelled, failed = state.results(files, detector.class_names)
+            results = Results(labelled, failed, skipped, detector.class_names, detector.model_path.name)
+            key = outputs_key(files, skipped, [sorted(formats), labelstudio_prefix, report, results.model_name])
+            names = [*output_names(formats), *(["report.html"] if report else [])]
+            done = not pending and state.outputs_key == key and all((out / n).exists() for n in names)
+            if not done:  # a rerun with nothing new leaves the outputs alone (100k photos: seconds, not minutes)
+                write_outputs(out, results, formats, labelstudio_prefix=labelstudio_prefix)
+                if options.annotated:
+                    prune(out / "annotated", {annotated_path(out, stems[image.path]) for image in labelled})
+                if report:
+                    from railvision.labelling.report import write_report
+
+                    write_report(out / "report.html", root, results)
+                state.outputs_key = key
         finally:
             state.close()
-        results = Results(labelled, failed, skipped, detector.class_names, detector.model_path.name)
-        write_outputs(out, results, formats, labelstudio_prefix=labelstudio_prefix)
-        if options.annotated:
-            prune(out / "annotated", {annotated_path(out, stems[image.path]) for image in labelled})
-        if report:
-            from railvision.labelling.report import write_report
-
-            write_report(out / "report.html", root, results)
         per_class = {name: 0 for name in detector.class_names}
         for image in labelled:
             for name, n in image.detections.counts().items():

@@ -339,10 +339,8 @@ def geojson(results: Results) -> str:
     return _json({"type": "FeatureCollection", "features": features})
 
 
-def write_outputs(
-    out: Path, results: Results, formats: Iterable[str] = FORMATS, *, labelstudio_prefix: str = ""
-) -> None:
-    """(Re)write every chosen output from the saved results; errors.csv and skipped.csv always."""
+def _builders(formats: Iterable[str], labelstudio_prefix: str) -> dict[str, Any]:
+    """Top-level output file -> the function that builds it from the results, for the chosen formats."""
     chosen = set(formats)
     files: dict[str, Any] = {"errors.csv": errors_csv, "skipped.csv": skipped_csv}
     if "coco" in chosen:
@@ -355,11 +353,23 @@ def write_outputs(
         files["cvat.xml"] = cvat_xml
     if "geojson" in chosen:
         files["detections.geojson"] = geojson
-    for name, build in files.items():
+    return files
+
+
+def output_names(formats: Iterable[str]) -> list[str]:
+    """The top-level files (and the ``yolo`` folder) ``write_outputs`` writes for these formats."""
+    return [*_builders(formats, ""), *(["yolo"] if "yolo" in set(formats) else [])]
+
+
+def write_outputs(
+    out: Path, results: Results, formats: Iterable[str] = FORMATS, *, labelstudio_prefix: str = ""
+) -> None:
+    """(Re)write every chosen output from the saved results; errors.csv and skipped.csv always."""
+    for name, build in _builders(formats, labelstudio_prefix).items():
         write_atomic(out / name, build(results))
     for temp in out.glob(f"{TEMP_PREFIX}*"):  # left by a run killed mid-write
         temp.unlink()
-    if "yolo" in chosen:
+    if "yolo" in set(formats):
         stems = output_stems(results.paths())
         labels = {out / "yolo" / f"{stems[image.path]}.txt": yolo_txt(image.detections) for image in results.labelled}
         for path, text in labels.items():

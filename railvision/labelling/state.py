@@ -77,6 +77,17 @@ class State:
                 self.db.execute("DELETE FROM images")
             self.db.execute("INSERT OR REPLACE INTO settings VALUES ('run', ?)", (wanted,))
 
+    @property
+    def outputs_key(self) -> str | None:
+        """The key of the inputs the outputs were last written from in full (``driver.outputs_key``)."""
+        row = self.db.execute("SELECT value FROM settings WHERE key = 'outputs'").fetchone()
+        return row[0] if row else None
+
+    @outputs_key.setter
+    def outputs_key(self, key: str) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO settings VALUES ('outputs', ?)", (key,))
+
     def pending(self, files: list[ArchiveFile]) -> list[ArchiveFile]:
         """Photos with no saved outcome, or changed (size or mtime) since it was saved."""
         done = {_rel(p): (s, m) for p, s, m in self.db.execute("SELECT path, size, mtime_ns FROM images")}
