@@ -25,32 +25,48 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def start_server(
+    model: str | os.PathLike, *flags: str, port: int, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """``railvision serve`` on 127.0.0.1:``port`` (never another address), started but not yet ready."""
+    command = [sys.executable, "-m", "railvision", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--model", str(Path(model)), "--log-level", "warning", *flags]
+    return subprocess.Popen(command, env={**os.environ, **(env or {})})
+
+
+def wait_ready(url: str, process: subprocess.Popen, timeout: float = 60) -> float:
+    """Seconds until ``/readyz`` answers 200; raises if the process exits or ``timeout`` passes first."""
+    start = time.monotonic()
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"the service exited with code {process.returncode} before it was ready")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{url}/readyz", timeout=2, trust_env=False).status_code == 200:
+                return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise TimeoutError(f"the service was not ready within {timeout:g} s")
+        time.sleep(0.05)
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextlib.contextmanager
 def local_server(
     model: str | os.PathLike, *flags: str, env: dict[str, str] | None = None, ready_timeout: float = 60
 ) -> Iterator[tuple[str, subprocess.Popen]]:
-    """``railvision serve`` on 127.0.0.1 (never another address); yields its base URL and process once ready."""
+    """``railvision serve`` on a free loopback port; yields its base URL and process once ready."""
     port = free_port()
-    command = [sys.executable, "-m", "railvision", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--model", str(Path(model)), "--log-level", "warning", *flags]
-    process = subprocess.Popen(command, env={**os.environ, **(env or {})})
+    process = start_server(model, *flags, port=port, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + ready_timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the service exited with code {process.returncode} before it was ready")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/readyz", timeout=2, trust_env=False).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the service was not ready within {ready_timeout:g} s")
-            time.sleep(0.1)
+        wait_ready(url, process, ready_timeout)
         yield url, process
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)

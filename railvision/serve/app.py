@@ -19,6 +19,7 @@ from railvision.serve.routers import public, v1
 from railvision.serve.schemas import openapi_components
 from railvision.serve.service import Service
 from railvision.serve.settings import Settings
+from railvision.serve.uploads import CloseUnreadBodies
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type"],
         )
+    app.add_middleware(CloseUnreadBodies)
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
 
     generate = app.openapi

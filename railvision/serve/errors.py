@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from railvision.errors import ImageError
 
@@ -67,6 +68,12 @@ def install_handlers(app: FastAPI, on_error: Callable[[str], None]) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return answer(ServiceError(exc.status_code, _http_kind(exc.status_code), str(exc.detail), headers=exc.headers))
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_disconnected(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        """A client gone mid-upload is routine under load, not an internal error worth a traceback (nobody
+        reads this answer; the metrics count it under nginx's 499)."""
+        return answer(ServiceError(499, "client_disconnected", "the client closed the connection mid-request"))
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:

@@ -24,7 +24,7 @@ from railvision.serve.schemas import DetectParams, DetectResponse, ErrorResponse
 from railvision.serve.uploads import IMAGE_FIELDS, Upload, read_uploads
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 413, 415, 422, 503, 504)
+    code: {"model": ErrorResponse} for code in (400, 401, 408, 413, 415, 422, 503, 504)
 }
 DETECT_BODY = {
     "requestBody": {
@@ -97,19 +97,19 @@ async def detect(request: Request, query: Annotated[DetectParams, Query()], serv
     """
     started = time.perf_counter()
     settings = service.settings
+    uploads, fields = await read_uploads(request, settings.max_upload_bytes, settings.body_timeout_s)
     try:
+        params = DetectParams.model_validate(query.model_dump(exclude_unset=True) | fields)
+    except ValidationError as exc:
+        raise invalid_parameters(exc.errors()) from None
+    if not uploads:
+        raise ServiceError(400, "no_images", "no images: send multipart field 'files' or JSON 'images'")
+    if len(uploads) > settings.max_images:
+        raise ServiceError(
+            413, "too_many_images", f"{len(uploads)} images in one request, the limit is {settings.max_images}"
+        )
+    try:  # the body is in: from here on a slow answer is the service's fault (504), not the client's (408)
         async with asyncio.timeout(settings.request_timeout_s):
-            uploads, fields = await read_uploads(request, settings.max_upload_bytes)
-            try:
-                params = DetectParams.model_validate(query.model_dump(exclude_unset=True) | fields)
-            except ValidationError as exc:
-                raise invalid_parameters(exc.errors()) from None
-            if not uploads:
-                raise ServiceError(400, "no_images", "no images: send multipart field 'files' or JSON 'images'")
-            if len(uploads) > settings.max_images:
-                raise ServiceError(
-                    413, "too_many_images", f"{len(uploads)} images in one request, the limit is {settings.max_images}"
-                )
             decoded = await asyncio.gather(
                 *(_decode(u, service.detector, settings.max_pixels, params.annotated) for u in uploads)
             )
