@@ -23,6 +23,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from common import write_report
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
@@ -113,7 +114,7 @@ def main() -> None:
             f"+{(b['first']['max_rss_mb'] - a['first']['max_rss_mb']) * per:.0f} MB (first), "
             f"+{(b['rerun']['max_rss_mb'] - a['rerun']['max_rss_mb']) * per:.0f} MB (rerun)"
         )
-    args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    write_report(args.json, rows)
 
 
 if __name__ == "__main__":

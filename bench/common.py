@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,13 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("YOLO_OFFLINE", "1")
+
+
+def write_report(path: Path, report: object) -> None:
+    """A bench's figures as JSON, beside its printed table."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written to {path}")
 
 
 def make_images(folder: Path, count: int, size: tuple[int, int] = (1280, 720), seed: int = 0) -> list[Path]:

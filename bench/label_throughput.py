@@ -17,7 +17,6 @@ finds nothing.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -25,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import make_images, model_pair
+from common import make_images, model_pair, write_report
 
 from railvision.engine import Detector
 from railvision.labelling import LabelOptions, label_archive
@@ -110,7 +109,7 @@ def main() -> None:
     print(f"ultralytics, default     {spread(rates['ultralytics_default'])}")
     for name, values in ratios.items():
         print(f"{name:28s} {statistics.median(values):.2f}  ({min(values):.2f}-{max(values):.2f})")
-    args.json.write_text(json.dumps({"rates": rates, "ratios": ratios, "images": args.images}, indent=2) + "\n")
+    write_report(args.json, {"rates": rates, "ratios": ratios, "images": args.images})
 
 
 if __name__ == "__main__":

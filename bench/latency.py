@@ -19,7 +19,6 @@ the spread (min-max). Goals (issue 13): (a)/(b) <= 1.10, (c, equal cores)/(a) >=
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -28,7 +27,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from common import REPO, make_images, model_pair
+from common import REPO, make_images, model_pair, write_report
 
 from railvision.engine import Detector
 from railvision.images import load_frame
@@ -175,9 +174,7 @@ def main() -> None:
     }
     for size, summary in result["sizes"].items():
         show(size, summary)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwritten to {args.json}")
+    write_report(args.json, result)
 
 
 if __name__ == "__main__":

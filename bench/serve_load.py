@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import statistics
 import sys
 import time
@@ -23,6 +22,7 @@ import cv2
 import httpx
 import numpy as np
 import psutil
+from common import write_report
 from local_server import local_server
 
 from railvision.engine import DEFAULT_MODEL, Detector
@@ -164,9 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_count": psutil.cpu_count(),
         "load_average": list(psutil.getloadavg()),
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2))
-    print(f"written to {args.json}")
+    write_report(args.json, report)
     failed = any(r["errors"] for r in levels)
     return 1 if failed else 0
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+from common import write_report
 from local_server import local_server
 from serve_load import BOUNDARY, make_images, multipart
 
@@ -252,9 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_count": psutil.cpu_count(),
         "load_average": list(psutil.getloadavg()),
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2))
-    print(f"written to {args.json}")
+    write_report(args.json, report)
     return 1 if any(r["errors"] for r in levels) or not alive else 0
 
 
