@@ -7,7 +7,8 @@ activation and ran slower than FP32 here). The head's tail stays FP32: its outpu
 (box, kind and gate logits) and the arithmetic after them, whose outputs are read as coordinates
 and scores directly, where a quantisation step is a visible error. A copy is kept only
 if it finds the FP32 file's boxes again on the calibration photos (``check``); its accuracy on
-labelled sets is measured with ``railvision eval`` like any model.
+labelled sets is measured with ``railvision eval`` like any model. Whether it pays depends on the
+CPU: for the default model on a 2-core AVX-512 VNNI machine it did not (models/railvision-n.md).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from railvision.agreement import Comparison, compare_models
+from railvision.engine import Detector, write_metadata
 from railvision.images import iter_images, load_frame
 
 # The INT8 copy is kept only if, on the calibration images, at least this share of the FP32 file's boxes
@@ -82,8 +84,6 @@ def quantize(fp32: Path, calib: Sequence[Path], out: Path | None = None, check: 
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    from railvision.engine import Detector, write_metadata
-
     out = out or int8_path(fp32)
     detector = Detector(fp32, device="cpu", conf=CHECK_CONF)
     name = detector.input_name
@@ -115,6 +115,6 @@ def quantize(fp32: Path, calib: Sequence[Path], out: Path | None = None, check: 
     return result
 
 
-def agreement(fp32, int8, paths: Sequence[Path]) -> Comparison:
+def agreement(fp32: Detector, int8: Detector, paths: Sequence[Path]) -> Comparison:
     """How many of the FP32 detector's confident boxes the INT8 one finds again, photo by photo."""
     return compare_models((fp32.detect(p) for p in paths), (int8.detect(p) for p in paths), CHECK_CONF)
