@@ -29,7 +29,7 @@ import numpy as np
 
 from railvision.boxes import Box, clip_xyxy, parse_yolo, xyxy_to_yolo, yolo_text, yolo_to_xyxy
 from railvision.errors import ImageError
-from railvision.images import iter_images, load_image
+from railvision.images import iter_images, load_image, photo_size
 from railvision.taxonomy import CLASS_NAMES, OTHER
 
 IGNORE = "ignore"
@@ -383,7 +383,7 @@ def import_dataset(
             continue
         width, height = item.width, item.height
         if not width or not height:
-            height, width = load_image(image).shape[:2]
+            width, height = photo_size(image)
         split = "val" if rng.random() < val_fraction else "train"
         target = out / "images" / split / _unique_name(image.relative_to(images_dir), taken)
         target.parent.mkdir(parents=True, exist_ok=True)

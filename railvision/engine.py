@@ -65,15 +65,11 @@ SHIPPED_MODELS = {
 DEFAULT_MODEL = MODELS_DIR / SHIPPED_MODELS["default"]
 
 
-def default_model_path() -> Path:
-    """``$RAILVISION_MODEL`` (a path or a short name) or the shipped ``models/railvision-n.onnx``."""
-    return find_model(os.environ.get("RAILVISION_MODEL", "default"))
-
-
 def find_model(model: str | os.PathLike | None) -> Path:
-    """A model file, or one in models/ by its short name (``SHIPPED_MODELS``); ``None``: the default."""
+    """A model file, or one in models/ by its short name (``SHIPPED_MODELS``); ``None``: ``$RAILVISION_MODEL``
+    (a path or a short name), else the shipped ``models/railvision-n.onnx``."""
     if model is None:
-        return default_model_path()
+        model = os.environ.get("RAILVISION_MODEL", "default")
     path = Path(model)
     if not path.is_file() and str(model) in SHIPPED_MODELS:
         path = MODELS_DIR / SHIPPED_MODELS[str(model)]

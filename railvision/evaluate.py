@@ -25,7 +25,7 @@ from railvision.boxes import box_ioa, box_iou, nms, yolo_to_xyxy
 from railvision.data import IGNORE, ignore_path, label_path, load_dataset, read_views, read_yolo
 from railvision.detections import Detections
 from railvision.engine import read_metadata
-from railvision.images import iter_images, load_image
+from railvision.images import iter_images, load_image, photo_size
 from railvision.options import DEFAULTS
 
 MATCH_IOU = 0.5
@@ -58,7 +58,7 @@ def load_truth(data_yaml: str | Path, split: str = "val") -> tuple[list[Truth], 
     views = read_views(dataset)
     truths = []
     for image in dataset.splits[split]:
-        height, width = load_image(image).shape[:2]
+        width, height = photo_size(image)
         ids, boxes = read_yolo(label_path(image))
         _, regions = read_yolo(ignore_path(image), with_class=False)
         cls = remap[ids]

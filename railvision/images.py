@@ -267,7 +267,10 @@ def _check_png_chunks(data: bytes) -> None:
         at += 12 + length
 
 
-def _decode(data: bytes, max_pixels: int | None, fit_hw: tuple[int, int] | None) -> Frame:
+def decode_frame(data: bytes, fit_hw: tuple[int, int] | None, max_pixels: int | None = None) -> Frame:
+    """Bytes of a JPEG/PNG/WebP/BMP/TIFF file to a BGR uint8 ``Frame``, EXIF orientation applied. A JPEG much
+    larger than ``fit_hw`` (the model input it will be letterboxed into) is decoded at 1/2, 1/4 or 1/8 scale in
+    the DCT domain: a 1280x720 photo for a 640 model decodes at 640x360. ``None``: every pixel."""
     if len(data) == 0:
         raise EmptyImageError("empty file")
     header = read_header(data)
@@ -302,15 +305,8 @@ def _decode(data: bytes, max_pixels: int | None, fit_hw: tuple[int, int] | None)
 
 
 def decode(data: bytes, max_pixels: int | None = None) -> np.ndarray:
-    """Bytes of a JPEG/PNG/WebP/BMP/TIFF file to a BGR uint8 array, EXIF orientation applied."""
-    return _decode(data, max_pixels, None).pixels
-
-
-def decode_frame(data: bytes, fit_hw: tuple[int, int] | None, max_pixels: int | None = None) -> Frame:
-    """``decode``, but a JPEG much larger than ``fit_hw`` (the model input it will be letterboxed into) is
-    decoded at 1/2, 1/4 or 1/8 scale in the DCT domain: a 1280x720 photo for a 640 model decodes at 640x360.
-    ``None``: every pixel."""
-    return _decode(data, max_pixels, fit_hw)
+    """``decode_frame`` at full size: every pixel, as an array."""
+    return decode_frame(data, None, max_pixels).pixels
 
 
 def _read(source: ImageSource) -> bytes:
@@ -322,18 +318,22 @@ def _read(source: ImageSource) -> bytes:
     return path.read_bytes()
 
 
-def load_image(source: ImageSource, max_pixels: int | None = None) -> np.ndarray:
-    """A path, encoded bytes or an array (BGR, as OpenCV) to a BGR uint8 ``HxWx3`` array."""
-    if isinstance(source, np.ndarray):
-        return to_bgr8(source)
-    return decode(_read(source), max_pixels)
-
-
 def load_frame(source: ImageSource, fit_hw: tuple[int, int] | None, max_pixels: int | None = None) -> Frame:
-    """``load_image`` for a model input of ``fit_hw``: a large JPEG comes back DCT-reduced (``decode_frame``)."""
+    """A path, encoded bytes or an array (BGR, as OpenCV) to a ``Frame``; for a model input of ``fit_hw``
+    a large JPEG comes back DCT-reduced (``decode_frame``)."""
     if isinstance(source, np.ndarray):
         return Frame.of(to_bgr8(source))
     return decode_frame(_read(source), fit_hw, max_pixels)
+
+
+def load_image(source: ImageSource, max_pixels: int | None = None) -> np.ndarray:
+    """A path, encoded bytes or an array (BGR, as OpenCV) to a BGR uint8 ``HxWx3`` array."""
+    return load_frame(source, None, max_pixels).pixels
+
+
+def photo_size(source: ImageSource) -> tuple[int, int]:
+    """(width, height) of a photo as the tools see it (EXIF orientation applied); a JPEG is decoded at 1/8."""
+    return load_frame(source, (1, 1)).size
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
