@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ SHIPPED_WEIGHTS = Path("models/railvision-n.pt")
 PRETRAINED_WEIGHTS = Path("../shared/pretrained/yolo26n-coco.pt")
 SCRATCH_MODEL = "yolo26n.yaml"
 TRAINABLE = ("class-rows", "class-branch", "head")  # --train-only (railvision.heads.frozen_except), smallest first
+SOLVERS = ("sgd", "linear")  # linear: the class rows in closed form on frozen features (railvision.kinds)
 
 # Albumentations transforms as data: (class name, keyword arguments). Probabilities are low on
 # purpose: each photo gets at most a couple of degradations on top of Ultralytics' own mosaic,
@@ -77,7 +78,8 @@ class TrainConfig:
     init_from_class: str | None = None  # start every class's row from this class of the start checkpoint
     train_only: str | None = None  # one of TRAINABLE: everything else (BN statistics too) stays fixed
     stop_after: int | None = None  # end after this many epochs of the ``epochs``-long schedule
-    extra: dict[str, Any] = field(default_factory=dict)  # passed through to Ultralytics unchanged
+    solver: str = "sgd"  # sgd: Ultralytics' trainer; linear: fit the class rows directly (class-rows only)
+    extra: dict[str, Any] = field(default_factory=dict)  # passed through to Ultralytics (linear: to LinearFit)
 
 
 def use_all_cores(trainer: Any) -> None:
@@ -244,6 +246,8 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         weights = str(write_class_init(weights, cfg.init_from_class, names, init))
         log(f"class rows started from {cfg.init_from_class!r}: {weights}")
     device = resolve_device(cfg.device)
+    if cfg.solver == "linear":
+        return fit_linear(cfg, weights, data, device, log)
     model = YOLO(weights)
     freeze: int | list[int | str] | None = cfg.freeze or None
     if cfg.train_only:
@@ -283,3 +287,33 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         keep_prior_gate(cfg, weights, [Path(trainer.best), Path(trainer.last)], log)
     metrics = {k: float(v) for k, v in (trainer.metrics or {}).items()}
     return TrainResult(save_dir, Path(trainer.best), Path(trainer.last), metrics, seconds, data, weights)
+
+
+def fit_linear(cfg: TrainConfig, weights: str, data: Path, device: str, log=print) -> TrainResult:
+    """The class rows of ``weights`` fitted in closed form (:mod:`railvision.kinds`) on ``data``'s train split;
+    everything else stays as it is. Writes ``last.pt`` and ``best.pt`` (the same) as a training run would."""
+    from dataclasses import fields
+
+    from railvision.heads import load_yolo
+    from railvision.kinds import LinearFit, dataset_samples, fit_kind_rows
+
+    if cfg.train_only not in (None, "class-rows"):
+        raise RuntimeError(f"--solver linear fits the class rows only, not --train-only {cfg.train_only}")
+    known = {f.name for f in fields(LinearFit)} - {"size_px"}
+    if unknown := sorted(set(cfg.extra) - known):
+        raise RuntimeError(f"--solver linear takes --set {', '.join(sorted(known))}; not {', '.join(unknown)}")
+    fit = LinearFit(**({"seed": cfg.seed} | cfg.extra))
+    yolo = load_yolo(weights)
+    yolo.model.to("cpu" if device == "cpu" else f"cuda:{str(device).split(',')[0]}")
+    start = time.perf_counter()
+    log(f"fitting the class rows on {data} (l2 {fit.l2}, {'balanced' if fit.balanced else 'data'} class prior)")
+    accuracy = fit_kind_rows(yolo.model, dataset_samples(data), cfg.imgsz, fit, log)
+    save_dir = Path(cfg.project) / cfg.name
+    last, best = save_dir / "weights" / "last.pt", save_dir / "weights" / "best.pt"
+    last.parent.mkdir(parents=True, exist_ok=True)
+    yolo.model.to("cpu")
+    yolo.save(last)
+    yolo.save(best)
+    keep_prior_gate(replace(cfg, train_only="class-rows"), weights, [best, last], log)
+    metrics = {f"accuracy/{k}": v for k, v in accuracy.items()}
+    return TrainResult(save_dir, best, last, metrics, time.perf_counter() - start, data, weights)

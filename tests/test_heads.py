@@ -57,6 +57,17 @@ def raw_scores(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, t
     return many, one
 
 
+def save_small_start(path: Path) -> Path:
+    """:func:`small_start` as an Ultralytics checkpoint file, the start of a training run."""
+    from ultralytics import YOLO
+
+    yolo = YOLO("yolo26n.yaml")
+    yolo.model = small_start()
+    yolo.model.args = {}
+    yolo.save(path)
+    return path
+
+
 def test_every_new_class_starts_as_the_source_row() -> None:
     model = small_start()
     x = torch.rand(1, 3, 128, 160)
@@ -156,13 +167,7 @@ def test_train_only_class_rows_changes_nothing_else(tiny_dataset: Path, tmp_path
     from railvision.heads import load_yolo
     from railvision.train import train
 
-    start = tmp_path / "start.pt"
-    from ultralytics import YOLO
-
-    yolo = YOLO("yolo26n.yaml")
-    yolo.model = small_start()
-    yolo.model.args = {}
-    yolo.save(start)
+    start = save_small_start(tmp_path / "start.pt")
     cfg = tiny_train_config(
         tiny_dataset,
         tmp_path,
