@@ -33,6 +33,7 @@ IGNORE_IOA = 0.5
 SAME_BOX_IOU = 0.99  # class-agnostic AP: the same box under several classes is one box
 AP_CONF = 0.001  # AP needs the whole ranking, not only what passes the chosen confidence
 SWEEP_CONFS = np.round(np.arange(0.01, 0.951, 0.01), 2)  # thresholds tried for the counting-error curve
+COUNT_TOLERANCE = 0.02  # counting errors closer than this to the lowest are tied when choosing a threshold
 ALL = "all"
 
 
@@ -253,9 +254,13 @@ class ConfSweep:
     count_error: np.ndarray  # mean over classes, as in GroupMetrics.summary
     f1: np.ndarray
 
-    def best(self) -> float:
-        """The threshold with the lowest counting error; ties go to the higher F1, then to the middle one."""
-        lowest = np.flatnonzero(np.isclose(self.count_error, self.count_error.min()))
+    def best(self, tolerance: float = COUNT_TOLERANCE) -> float:
+        """The threshold with the lowest counting error, where errors within ``tolerance`` of the lowest count
+        as tied (a few boxes' worth on a small set) and ties go to the higher F1, then to the middle one.
+
+        Without the tolerance a threshold that finds almost nothing can win: with few vehicles per class and
+        image, an empty answer is off by little, so the curve is flat and its minimum is noise."""
+        lowest = np.flatnonzero(self.count_error <= self.count_error.min() + tolerance)
         tied = lowest[np.isclose(self.f1[lowest], self.f1[lowest].max())]
         return float(self.conf[tied[len(tied) // 2]])
 

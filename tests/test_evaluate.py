@@ -91,6 +91,14 @@ def test_conf_sweep_finds_the_threshold_that_counts_best(monkeypatch, tmp_path: 
     assert sweep.best() == 0.41  # the middle of the zero-error plateau 0.01 ... 0.80
 
 
+def test_a_flat_counting_curve_does_not_pick_a_threshold_that_finds_nothing() -> None:
+    """With few vehicles per class and image, an almost empty answer counts nearly as well as a good one;
+    errors within the tolerance of the lowest are tied and the better F1 wins."""
+    sweep = ev.ConfSweep(np.array([0.2, 0.5, 0.9]), np.array([0.33, 0.29, 0.28]), np.array([0.30, 0.31, 0.02]))
+    assert sweep.best() == 0.5
+    assert sweep.best(tolerance=0.0) == 0.9
+
+
 def test_set_default_conf_is_what_the_engine_then_uses(oracle_model: Path, tmp_path: Path, capsys) -> None:
     import shutil
 
