@@ -156,7 +156,7 @@ def collect_cells(
         if chunks:
             i = key[1]
             y, keep = (torch.from_numpy(np.concatenate(v[i])) for v in (ys, in_range))
-            out[key] = (torch.cat(chunks).double(), y.long(), keep.bool())
+            out[key] = (torch.cat(chunks), y.long(), keep.bool())  # float32 until fitted: half the memory
     return out
 
 
@@ -179,7 +179,8 @@ def fit_kind_rows(
     accuracy = {}
     for branches, i in class_branches(head):
         name = "one2one_cv3" if branches is getattr(head, "one2one_cv3", None) else "cv3"
-        x, y, keep = cells[(name, i)]
+        x, y, keep = cells.pop((name, i))
+        x = x.double()
         present = set(y.tolist())
         if present - set(y[keep].tolist()):
             if name == "cv3":
