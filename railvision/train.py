@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -292,8 +292,6 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
 def fit_linear(cfg: TrainConfig, weights: str, data: Path, device: str, log=print) -> TrainResult:
     """The class rows of ``weights`` fitted in closed form (:mod:`railvision.kinds`) on ``data``'s train split;
     everything else stays as it is. Writes ``last.pt`` and ``best.pt`` (the same) as a training run would."""
-    from dataclasses import fields
-
     from railvision.heads import load_yolo
     from railvision.kinds import LinearFit, dataset_samples, fit_kind_rows
 
