@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from railvision.boxes import yolo_to_xyxy
 from railvision.data import label_path, load_dataset, read_yolo
 from railvision.engine import letterbox, to_blob
 from railvision.heads import class_branches, detect_head
@@ -105,16 +106,23 @@ def dataset_samples(data_yaml: str | Path, split: str = "train") -> Iterable[Sam
             yield load_image(image), classes.astype(int), xywhn
 
 
+def _final_convs(head: nn.Module) -> dict[tuple[str, int], nn.Conv2d]:
+    """(branch name, scale) -> that classification branch's final class conv, for every branch the head has."""
+    return {(_branch_name(head, branches), i): branches[i][-1] for branches, i in class_branches(head)}
+
+
+def _branch_name(head: nn.Module, branches: nn.ModuleList) -> str:
+    return "one2one_cv3" if branches is getattr(head, "one2one_cv3", None) else "cv3"
+
+
 @torch.no_grad()
 def collect_cells(
     model: nn.Module, samples: Iterable[Sample], n_classes: int, imgsz: int, fit: LinearFit, log: Callable = print
-) -> dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]]:
+) -> dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Per (branch, scale): the features each final class conv reads at the cells of labelled boxes, the
     boxes' classes, and whether each box is in the scale's size range; classes outside ``range(n_classes)``
     (ignore) are left out."""
-    head = detect_head(model)
-    branches = {(name, i): getattr(head, name)[i][-1] for name in ("cv3", "one2one_cv3") for i in range(3)}
-    branches = {key: conv for key, conv in branches.items() if hasattr(head, key[0])}
+    branches = _final_convs(detect_head(model))
     seen: dict[tuple[str, int], torch.Tensor] = {}
     hooks = [
         conv.register_forward_hook(lambda _m, inputs, _o, key=key: seen.__setitem__(key, inputs[0][0]))
@@ -130,12 +138,11 @@ def collect_cells(
             boxed, lb = letterbox(image, (imgsz, imgsz))
             seen.clear()
             model(torch.from_numpy(to_blob([boxed])).to(device))
-            h0, w0 = image.shape[:2]
-            for c, (cx, cy, w, h) in zip(classes, xywhn, strict=True):
+            boxes = yolo_to_xyxy(xywhn, image.shape[1], image.shape[0])  # to model-input pixels:
+            boxes = boxes * [lb.gain_x, lb.gain_y, lb.gain_x, lb.gain_y] + [lb.pad_x, lb.pad_y] * 2
+            for c, xyxy in zip(classes, boxes, strict=True):
                 if not 0 <= c < n_classes:
                     continue
-                xyxy = np.array([(cx - w / 2) * w0, (cy - h / 2) * h0, (cx + w / 2) * w0, (cy + h / 2) * h0])
-                xyxy = xyxy * [lb.gain_x, lb.gain_y, lb.gain_x, lb.gain_y] + [lb.pad_x, lb.pad_y] * 2
                 size = float(np.sqrt((xyxy[2] - xyxy[0]) * (xyxy[3] - xyxy[1])))
                 for i, stride in enumerate(STRIDES):
                     lo, hi = fit.size_px[stride]
@@ -177,8 +184,7 @@ def fit_kind_rows(
     if absent:
         log(f"  no boxes of class(es) {absent}: their rows stay as they were, pushed down where others fit")
     accuracy = {}
-    for branches, i in class_branches(head):
-        name = "one2one_cv3" if branches is getattr(head, "one2one_cv3", None) else "cv3"
+    for (name, i), conv in _final_convs(head).items():
         x, y, keep = cells.pop((name, i))
         x = x.double()
         present = set(y.tolist())
@@ -187,7 +193,6 @@ def fit_kind_rows(
                 log(f"  stride {STRIDES[i]}: a class has no boxes of {fit.size_px[STRIDES[i]]} px; all boxes used")
         else:
             x, y = x[keep], y[keep]
-        conv = branches[i][-1]
         start = (conv.weight.detach()[:, :, 0, 0].double().cpu(), conv.bias.detach().double().cpu())
         w, b = fit_softmax(x, y, head.nc, fit.l2, fit.balanced, start)
         with torch.no_grad():
