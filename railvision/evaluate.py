@@ -302,6 +302,27 @@ def agnostic_ap50(truths: list[Truth], dets: list[Detections]) -> float:
     return float(class_ap(coco_precision(one, merged, 1))[0][0])
 
 
+def coverage(truths: list[Truth], dets: list[Detections], class_name: str, min_ioa: float = 0.6) -> np.ndarray:
+    """Per target box (all images, in order), the best confidence of a ``class_name`` detection holding at
+    least ``min_ioa`` of it (0 where none does).
+
+    Asks whether a detector sees a vehicle at all, even inside one box around a whole train: COCO's ``train``
+    class covers most of a real photo's cars that way, so the share it covers in renders says how real the
+    renders look to it (``scripts/render_realism.py``)."""
+    best = []
+    for truth, det in zip(truths, dets, strict=True):
+        mine = np.asarray(det.class_id) == det.class_names.index(class_name)
+        xyxy, conf = det.xyxy[mine], det.confidence[mine]
+        if not len(truth.xyxy):
+            continue
+        if not len(xyxy):
+            best.append(np.zeros(len(truth.xyxy)))
+            continue
+        inside = box_ioa(truth.xyxy, xyxy) >= min_ioa
+        best.append(np.where(inside, conf[None, :], 0.0).max(axis=1))
+    return np.concatenate(best) if best else np.zeros(0)
+
+
 def group_metrics(truths: list[Truth], dets: list[Detections], nc: int, conf: float) -> GroupMetrics:
     """All metrics for one group of images; ``dets`` are the low-threshold detections used for AP."""
     precision_table = coco_precision(truths, dets, nc)

@@ -231,3 +231,31 @@ def test_false_alarms_on_photos_without_vehicles(monkeypatch, tmp_path: Path) ->
     assert "false alarms on 4 photos" in ev.format_table(result)
     with pytest.raises(ValueError, match="no images"):
         ev.evaluate("model.onnx", data_yaml, negatives=tmp_path / "ds" / "labels")
+
+
+def test_coverage_is_the_best_confidence_of_a_box_holding_the_target() -> None:
+    """A whole-train box covers each car it holds; a box holding too little of a car, or of another class,
+    does not; an image without detections gives zeros, one without targets nothing."""
+    truth = ev.Truth(
+        Path("a.jpg"),
+        np.array([[0, 0, 10, 10], [10, 0, 20, 10], [50, 50, 60, 60]], dtype=np.float32),
+        np.zeros(3, dtype=np.int64),
+        np.zeros((0, 4), dtype=np.float32),
+        (100, 100),
+        ev.ALL,
+    )
+    names = ("car", "train")
+    det = Detections(
+        np.array([[0, 0, 20, 10], [12, 0, 30, 10], [50, 50, 60, 60]], dtype=np.float32),
+        np.array([0.7, 0.9, 0.95]),
+        np.array([1, 1, 0]),
+        (100, 100),
+        names,
+    )
+    none = Detections(np.zeros((0, 4)), np.zeros(0), np.zeros(0), (100, 100), names)
+    empty = ev.Truth(Path("b.jpg"), np.zeros((0, 4)), np.zeros(0, dtype=np.int64), np.zeros((0, 4)), (100, 100), ev.ALL)
+    # car 2: the train box holds all of it (0.7); the 0.9 box holds 80% of it, over min_ioa 0.6
+    got = ev.coverage([truth, truth, empty], [det, none, det], "train", min_ioa=0.6)
+    np.testing.assert_allclose(got, [0.7, 0.9, 0.0, 0.0, 0.0, 0.0])
+    # stricter: the 0.9 box no longer counts
+    np.testing.assert_allclose(ev.coverage([truth], [det], "train", min_ioa=0.9), [0.7, 0.7, 0.0])
