@@ -26,6 +26,16 @@ def test_training_writes_weights(tiny_weights: Path) -> None:
     assert (tiny_weights.parent.parent / "results.csv").is_file()
 
 
+def test_training_uses_the_measured_optimizer_and_learning_rate(tiny_weights: Path) -> None:
+    """Ultralytics' "auto" would ignore lr0 and pick its own; the few-shot defaults must reach the trainer."""
+    import yaml
+
+    from railvision.train import TrainConfig
+
+    args = yaml.safe_load((tiny_weights.parent.parent / "args.yaml").read_text())
+    assert (args["optimizer"], args["lr0"]) == (TrainConfig.optimizer, TrainConfig.lr0) == ("AdamW", 0.0005)
+
+
 def test_hours_budget_cuts_the_run_short(tiny_dataset: Path, tmp_path: Path) -> None:
     from railvision.train import TrainConfig, train
 
@@ -201,3 +211,13 @@ def test_synthetic_flag_says_when_unavailable(tiny_dataset: Path, tmp_path: Path
     args = ["train", "--data", str(tiny_dataset), "--synthetic", "4", "--project", str(tmp_path), "--epochs", "1"]
     assert main(args) == 1
     assert "not available" in capsys.readouterr().err
+
+
+def test_a_handful_of_photos_trains_for_more_epochs() -> None:
+    """At least MIN_STEPS optimiser steps: 30 photos at batch 8 keep the 30 epochs the defaults were measured
+    at, 10 photos get 60 (2 steps each), a large set never fewer than 30, one photo 120."""
+    from railvision.train import DEFAULT_EPOCHS, MIN_STEPS, auto_epochs
+
+    assert (DEFAULT_EPOCHS, MIN_STEPS) == (30, 120)
+    assert [auto_epochs(n, 8) for n in (30, 10, 1, 5000, 0)] == [30, 60, 120, 30, 120]
+    assert auto_epochs(10, -1) == 30  # Ultralytics' auto batch on CUDA: counted as one photo per step

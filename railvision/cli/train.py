@@ -10,6 +10,8 @@ from railvision.cli import CommandError
 from railvision.cli.common import config_from_args
 from railvision.train import (
     AUGMENTATIONS,
+    DEFAULT_EPOCHS,
+    MIN_STEPS,
     PRETRAINED_WEIGHTS,
     SHIPPED_WEIGHTS,
     SOLVERS,
@@ -28,7 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"else {PRETRAINED_WEIGHTS} if present, else yolo26n.yaml from scratch",
     )
     parser.add_argument(
-        "--epochs", type=int, default=TrainConfig.epochs, help="epochs (with --hours: the first estimate)"
+        "--epochs",
+        type=int,
+        help=f"epochs (default {DEFAULT_EPOCHS}, more for a handful of photos so that training takes at least "
+        f"{MIN_STEPS} optimiser steps; with --hours: the first estimate)",
     )
     parser.add_argument(
         "--hours",
@@ -65,6 +70,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=TrainConfig.freeze,
         metavar="N",
         help=f"keep the first N layers fixed (default {TrainConfig.freeze}: the backbone; 0: train everything)",
+    )
+    parser.add_argument(
+        "--optimizer",
+        default=TrainConfig.optimizer,
+        help=f"Ultralytics optimizer (default {TrainConfig.optimizer}; auto: Ultralytics picks it and its LR)",
+    )
+    parser.add_argument(
+        "--lr0",
+        type=float,
+        default=TrainConfig.lr0,
+        help=f"initial learning rate (default {TrainConfig.lr0}, measured for a few dozen photos from the shipped "
+        "model; ignored with --optimizer auto)",
     )
     parser.add_argument(
         "--init-from-class",
