@@ -334,6 +334,23 @@ def test_labelling_path_never_imports_torch(archive: Path, tmp_path: Path, oracl
     assert done.returncode == 0, done.stderr
 
 
+def saved_images(state: Path) -> int:
+    """Images the labeller has recorded as done (0 before its state exists or while it is locked)."""
+    if not state.is_file():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{state}?mode=ro", uri=True, timeout=0.1) as db:
+            return int(db.execute("SELECT COUNT(*) FROM images").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def wait_for_progress(proc: subprocess.Popen, state: Path, before: int, deadline: float) -> None:
+    """Until ``proc`` has saved more than ``before`` images, has exited, or ``deadline`` has passed."""
+    while proc.poll() is None and time.perf_counter() < deadline and saved_images(state) <= before:
+        time.sleep(0.05)
+
+
 def test_killed_runs_finish_identical_to_an_uninterrupted_run(tmp_path: Path, oracle_model: Path) -> None:
     archive = build_archive(tmp_path / "archive", extra_photos=60)
     flags = ("--annotated", "--report", "--batch", "2", "--workers", "1", "--no-progress")
@@ -345,22 +362,23 @@ def test_killed_runs_finish_identical_to_an_uninterrupted_run(tmp_path: Path, or
     before = tree_digest(archive)
     rng = random.Random(7)
     out = tmp_path / "out"
-    kills, saved = 0, []
+    kills, saved = 0, [0]
     for sig in (signal.SIGKILL, signal.SIGKILL, signal.SIGINT, signal.SIGKILL, signal.SIGKILL):
         proc = subprocess.Popen(
             cli(archive, out, oracle_model, *flags), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
-        time.sleep(rng.uniform(0.3, max(0.6, full * 0.8)))
+        # each run resumes with less left to do, so a fixed delay would let the later ones finish: kill a
+        # moment after this run has saved something of its own
+        wait_for_progress(proc, out / "state.sqlite", saved[-1], deadline=time.perf_counter() + full + 30)
+        time.sleep(rng.uniform(0.0, 0.1))
         proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=60)
         kills += proc.returncode != 0
-        if (out / "state.sqlite").is_file():
-            with sqlite3.connect(out / "state.sqlite") as db:
-                saved.append(db.execute("SELECT COUNT(*) FROM images").fetchone()[0])
+        saved.append(saved_images(out / "state.sqlite"))
         if sig == signal.SIGINT and proc.returncode == 130:
             assert b"run the same command again to resume" in stderr
     assert kills >= 3, "the runs finished before they could be killed"
-    assert any(0 < n < 68 for n in saved), f"no kill landed mid-labelling: {saved}"
+    assert any(0 < n < 68 for n in saved[1:]), f"no kill landed mid-labelling: {saved}"
     subprocess.run(cli(archive, out, oracle_model, *flags), check=True, capture_output=True)
     assert output_files(out) == expected
     assert tree_digest(archive) == before
