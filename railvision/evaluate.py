@@ -311,10 +311,12 @@ def coverage(truths: list[Truth], dets: list[Detections], class_name: str, min_i
     renders look to it (``scripts/render_realism.py``)."""
     best = []
     for truth, det in zip(truths, dets, strict=True):
-        mine = np.asarray(det.class_id) == det.class_names.index(class_name)
-        xyxy, conf = det.xyxy[mine], det.confidence[mine]
         if not len(truth.xyxy):
             continue
+        if class_name not in det.class_names:
+            raise ValueError(f"the detector has no class {class_name!r} (has {', '.join(det.class_names)})")
+        mine = np.asarray(det.class_id) == det.class_names.index(class_name)
+        xyxy, conf = det.xyxy[mine], det.confidence[mine]
         if not len(xyxy):
             best.append(np.zeros(len(truth.xyxy)))
             continue
