@@ -18,7 +18,7 @@ from fresh_python import GL_ABSENT, run_cli
 from railvision.cli import main
 from railvision.synth.dataset import Generator, SynthConfig, generate, labels_from_render, mask_boxes
 from railvision.synth.render import RenderResult
-from railvision.synth.scene import Vehicle, make_scene
+from railvision.synth.scene import CLUTTER, Vehicle, make_scene
 from railvision.taxonomy import CLASS_NAMES
 
 SEED = 7
@@ -127,6 +127,19 @@ def test_hidden_tiny_and_hazy_vehicles_are_not_labelled() -> None:
     assert labels_from_render(hazy, result, 0, 64)[0] == []
 
 
+@pytest.mark.parametrize("view", ["ground", "overhead"])
+def test_clean_scenes_keep_trains_and_drop_only_clutter(view: str) -> None:
+    scenes = {f: [make_scene(np.random.default_rng([3, i]), view, 640, False, f) for i in range(30)] for f in (0, 1)}
+    assert all(p.kind not in CLUTTER for s in scenes[1] for p in s.props)
+    assert sum(p.kind in CLUTTER for s in scenes[0] for p in s.props) > 30  # the default scenes do have clutter
+    # the fraction 0 draws nothing extra: the stream, and with it every older dataset, is unchanged
+    again = [make_scene(np.random.default_rng([3, i]), view, 640, False) for i in range(30)]
+    assert again == scenes[0]
+    mixed = [make_scene(np.random.default_rng([5, i]), view, 640, False, 0.5) for i in range(60)]
+    n_clean = sum(not any(p.kind in CLUTTER for p in s.props) for s in mixed)
+    assert 15 <= n_clean <= 50
+
+
 def test_works_without_shared_backgrounds(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv(EMPTY_BG, str(tmp_path / "nothing"))
     (tmp_path / "nothing").mkdir()
@@ -142,6 +155,7 @@ def test_works_without_shared_backgrounds(tmp_path: Path, monkeypatch) -> None:
         (["--n", "2", "--views", "ground,space"], "unknown view"),
         (["--n", "2", "--imgsz", "100"], "--imgsz must be"),
         (["--n", "2", "--workers", "0"], "--workers must be"),
+        (["--n", "2", "--clean-fraction", "1.5"], "--clean-fraction must be"),
     ],
 )
 def test_bad_arguments(tmp_path: Path, capsys, args: list[str], message: str) -> None:

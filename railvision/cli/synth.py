@@ -18,6 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=max(1, os.cpu_count() or 1), help="worker processes")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="share of images in the val split")
     parser.add_argument(
+        "--clean-fraction",
+        type=float,
+        default=0.0,
+        help="share of scenes without clutter or occluders (lorries, buildings, trees, masts, fences, platforms)",
+    )
+    parser.add_argument(
         "--backgrounds",
         type=Path,
         default=None,
@@ -46,11 +52,20 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--workers must be at least 1, got {args.workers}")
     if not 0.0 <= args.val_fraction <= 1.0:
         raise CommandError(f"--val-fraction must be in [0, 1] (1: a test set, all val), got {args.val_fraction}")
+    if not 0.0 <= args.clean_fraction <= 1.0:
+        raise CommandError(f"--clean-fraction must be in [0, 1], got {args.clean_fraction}")
     backgrounds = args.backgrounds if args.backgrounds is not None else default_backgrounds()
     if backgrounds is not None and not backgrounds.is_dir():
         raise CommandError(f"--backgrounds {backgrounds} is not a folder")
     cfg = SynthConfig(
-        args.out, args.n, tuple(dict.fromkeys(views)), args.seed, args.imgsz, args.val_fraction, backgrounds
+        args.out,
+        args.n,
+        tuple(dict.fromkeys(views)),
+        args.seed,
+        args.imgsz,
+        args.val_fraction,
+        backgrounds,
+        args.clean_fraction,
     )
     stats = generate(cfg, workers=args.workers, overwrite=args.overwrite, progress=print_progress)
     print(f"wrote {stats['images']} images ({stats['instances']} boxes, {stats['negatives']} negatives) to {args.out}")

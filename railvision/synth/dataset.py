@@ -58,6 +58,7 @@ class SynthConfig:
     imgsz: int = 640
     val_fraction: float = 0.1
     backgrounds: Path | None = None
+    clean_fraction: float = 0.0  # share of scenes without clutter or occluders (``scene.make_scene``)
 
 
 @dataclass
@@ -133,7 +134,7 @@ class Generator:
         weights = np.asarray([VIEW_WEIGHTS[v] for v in cfg.views])
         view = cfg.views[int(rng.choice(len(cfg.views), p=weights / weights.sum()))]
         negative = bool(rng.random() < NEGATIVE_FRACTION)
-        scene = cull_to_view(make_scene(rng, view, cfg.imgsz, negative))
+        scene = cull_to_view(make_scene(rng, view, cfg.imgsz, negative, cfg.clean_fraction))
         post_rng = np.random.default_rng(scene.post_seed)
         background = self.backgrounds.sample(post_rng, view, cfg.imgsz, scene.notes.get("gsd_m", 0.0))
         haze = haze_colour_for(scene, background)

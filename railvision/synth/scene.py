@@ -510,5 +510,32 @@ def overhead_scene(rng: np.random.Generator, imgsz: int, negative: bool) -> Scen
     )
 
 
-def make_scene(rng: np.random.Generator, view: str, imgsz: int, negative: bool) -> Scene:
-    return ground_scene(rng, imgsz, negative) if view == "ground" else overhead_scene(rng, imgsz, negative)
+CLUTTER = frozenset(
+    {
+        "truck",
+        "tanker",
+        "containers",
+        "shed",
+        "building",
+        "storage_tank",
+        "platform",
+        "masts",
+        "vegetation",
+        "fence",
+        "truss",
+    }
+)
+
+
+def make_scene(rng: np.random.Generator, view: str, imgsz: int, negative: bool, clean_fraction: float = 0.0) -> Scene:
+    """One random scene; a ``clean_fraction`` of them keep only the tracks, the trains and the ground.
+
+    Clutter and occluders are what most separates the renders from real photos in COCO's eyes
+    (``scripts/render_realism.py``: 0.62 of the rendered cars seen, 0.78 without clutter, 0.93 in realdev).
+    The flag is drawn only when the fraction is positive, so older datasets keep their bytes.
+    """
+    clean = clean_fraction > 0 and rng.random() < clean_fraction
+    scene = ground_scene(rng, imgsz, negative) if view == "ground" else overhead_scene(rng, imgsz, negative)
+    if not clean:
+        return scene
+    return replace(scene, props=tuple(p for p in scene.props if p.kind not in CLUTTER))
