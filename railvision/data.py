@@ -68,6 +68,22 @@ def _split_images(root: Path, entries: list[str]) -> list[Path]:
     return images
 
 
+def _root(yaml_path: Path, spec: dict) -> Path:
+    root = Path(spec.get("path") or ".")
+    return root if root.is_absolute() else (yaml_path.parent / root).resolve()
+
+
+def split_entries(data_yaml: str | Path, split: str) -> list[Path]:
+    """A split's entries (folders, list files or images) as absolute paths, resolved as ``load_dataset`` does:
+    for writing a data.yaml that trains on several sets at once."""
+    import yaml
+
+    yaml_path = Path(data_yaml)
+    spec = yaml.safe_load(yaml_path.read_text()) or {}
+    root = _root(yaml_path, spec)
+    return [(root / entry).resolve() for entry in _split_sources(spec, split)]
+
+
 def load_dataset(data_yaml: str | Path) -> Dataset:
     """Read ``data.yaml``; relative ``path`` and split entries resolve against the yaml's folder."""
     import yaml
@@ -76,8 +92,7 @@ def load_dataset(data_yaml: str | Path) -> Dataset:
     spec = yaml.safe_load(yaml_path.read_text()) or {}
     if "names" not in spec:
         raise ValueError(f"{yaml_path}: no 'names' (class list)")
-    root = Path(spec.get("path") or ".")
-    root = root if root.is_absolute() else (yaml_path.parent / root).resolve()
+    root = _root(yaml_path, spec)
     names = spec["names"]
     names = [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names)
     splits = {s: _split_images(root, _split_sources(spec, s)) for s in SPLITS if spec.get(s)}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from railvision.data import load_dataset
+from railvision.data import load_dataset, split_entries
 from railvision.taxonomy import CLASS_NAMES
 from railvision.ultralytics_env import amp_setting, import_ultralytics, resolve_device
 
@@ -184,18 +184,10 @@ def merge_datasets(real: Path, synthetic: Path, out: Path) -> Path:
     """Write a data.yaml training on both sets' train splits and validating on the real set only."""
     import yaml
 
-    def split_paths(data_yaml: Path, split: str) -> list[str]:
-        spec = yaml.safe_load(data_yaml.read_text())
-        root = Path(spec.get("path") or data_yaml.parent)
-        if not root.is_absolute():
-            root = (data_yaml.parent / root).resolve()
-        entries = spec.get(split) or []
-        return [str((root / e).resolve()) for e in ([entries] if isinstance(entries, str) else entries)]
-
     real_spec = yaml.safe_load(real.read_text())
     merged = {
-        "train": split_paths(real, "train") + split_paths(synthetic, "train"),
-        "val": split_paths(real, "val"),
+        "train": [str(p) for p in split_entries(real, "train") + split_entries(synthetic, "train")],
+        "val": [str(p) for p in split_entries(real, "val")],
         "names": real_spec["names"],
     }
     out.mkdir(parents=True, exist_ok=True)

@@ -213,6 +213,25 @@ def test_synthetic_flag_says_when_unavailable(tiny_dataset: Path, tmp_path: Path
     assert "not available" in capsys.readouterr().err
 
 
+def test_merged_dataset_finds_both_sets_from_relative_yamls(tmp_path: Path, monkeypatch) -> None:
+    """--synthetic merges the user's set with the rendered one; relative data.yaml paths (with and without a
+    ``path`` key) resolve as they do for each set alone, and validation stays on the user's photos."""
+    from toy_data import make_dataset
+
+    from railvision.data import load_dataset
+    from railvision.train import merge_datasets
+
+    make_dataset(tmp_path / "real", {"train": 2, "val": 1})
+    synth_yaml, _ = make_dataset(tmp_path / "synth", {"train": 3})
+    synth_yaml.write_text("path: .\n" + synth_yaml.read_text())
+    monkeypatch.chdir(tmp_path)
+    merged = load_dataset(merge_datasets(Path("real/data.yaml"), Path("synth/data.yaml"), Path("merged")))
+    alone = [load_dataset(f"{name}/data.yaml").splits for name in ("real", "synth")]
+    assert sorted(merged.splits["train"]) == sorted(alone[0]["train"] + alone[1]["train"])
+    assert merged.splits["val"] == alone[0]["val"]
+    assert all(p.is_file() for images in merged.splits.values() for p in images)
+
+
 def test_a_handful_of_photos_trains_for_more_epochs() -> None:
     """At least MIN_STEPS optimiser steps: 30 photos at batch 8 keep the 30 epochs the defaults were measured
     at, 10 photos get 60 (2 steps each), a large set never fewer than 30, one photo 120."""
