@@ -325,6 +325,39 @@ def write_data_yaml(out: Path, names: Iterable[str], splits: Iterable[str], extr
     return path
 
 
+def repeat_factors(image_classes: list[set[int]], threshold: float) -> np.ndarray:
+    """LVIS repeat-factor sampling (Gupta et al., 2019): each image's weight is the largest, over its classes,
+    of ``max(1, sqrt(threshold / f_c))``, where ``f_c`` is the share of images showing class ``c``.
+
+    Among a few dozen of one's own photos a kind may appear in two or three; fine-tuning then learns to call it
+    something else (the model card's few-shot table). Images without boxes keep weight 1."""
+    counts = Counter(c for classes in image_classes for c in classes)
+    n = max(len(image_classes), 1)
+    rate = {c: max(1.0, float(np.sqrt(threshold * n / k))) for c, k in counts.items()}
+    return np.array([max((rate[c] for c in classes), default=1.0) for classes in image_classes])
+
+
+def write_repeated(data_yaml: str | Path, threshold: float, out: Path, seed: int = 0) -> tuple[Path, int]:
+    """A data.yaml whose train split lists each image ``repeat_factors`` times (rounded at random, seeded);
+    the other splits as they were. Returns it and the number of training entries."""
+    import yaml
+
+    dataset = load_dataset(data_yaml)
+    images = dataset.splits.get("train", [])
+    classes = [set(read_yolo(label_path(image))[0].astype(int).tolist()) for image in images]
+    factors = repeat_factors(classes, threshold)
+    rng = np.random.default_rng(seed)
+    repeats = np.floor(factors).astype(int) + (rng.random(len(factors)) < factors % 1)
+    out.mkdir(parents=True, exist_ok=True)
+    listing = [str(image.resolve()) for image, r in zip(images, repeats, strict=True) for _ in range(r)]
+    (out / "train.txt").write_text("\n".join(listing) + "\n")
+    spec = {"train": str((out / "train.txt").resolve())}
+    spec |= {s: [str(p) for p in split_entries(data_yaml, s)] for s in SPLITS if s != "train" and dataset.splits.get(s)}
+    path = out / "data.yaml"
+    path.write_text(yaml.safe_dump(spec | {"names": dict(enumerate(dataset.names))}, sort_keys=False))
+    return path, len(listing)
+
+
 def split_dataset(data_yaml: str | Path, n_train: int, out: Path, seed: int = 0, split: str = "val") -> Path:
     """Copy ``n_train`` randomly chosen images of ``split`` into ``out``'s train split and the rest into val.
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from railvision.data import load_dataset, split_entries
+from railvision.data import load_dataset, split_entries, write_repeated
 from railvision.taxonomy import CLASS_NAMES
 from railvision.ultralytics_env import amp_setting, import_ultralytics, resolve_device
 
@@ -72,6 +72,7 @@ class TrainConfig:
     seed: int = 0
     augment: str = "mixed"
     synthetic: int = 0
+    repeat_rare: float = 0.0  # LVIS repeat-factor threshold for the train photos (``data.repeat_factors``); 0: off
     project: Path = Path("runs/train")
     name: str = "exp"
     workers: int = 4
@@ -243,6 +244,10 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         synth_yaml = generate_synthetic(cfg.synthetic, synth_dir, cfg.seed, cfg.imgsz, log)
         data = merge_datasets(data, synth_yaml, synth_dir / "merged")
         log(f"training on {data} (real + synthetic; validation on the real set)")
+    if cfg.repeat_rare > 0:
+        photos = len(load_dataset(data).splits.get("train", []))
+        data, entries = write_repeated(data, cfg.repeat_rare, Path(cfg.project) / f"{cfg.name}-repeated", cfg.seed)
+        log(f"photos of rare classes repeated (threshold {cfg.repeat_rare}): {photos} photos -> {entries} entries")
 
     if cfg.init_from_class:
         from railvision.heads import write_class_init

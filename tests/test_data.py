@@ -228,3 +228,29 @@ def test_split_moves_ignore_to_sidecars_and_is_seeded(tmp_path: Path, capsys) ->
     )
     assert main(["data", "split", str(data_yaml), "--train", "5", "--out", str(tmp_path / "x")]) == 2
     assert "between 1 and 4" in capsys.readouterr().err
+
+
+def test_repeat_factors_by_hand() -> None:
+    """Class 0 in all 10 images, class 1 in one: at threshold 0.4 class 1's share 0.1 gives sqrt(0.4 / 0.1) = 2;
+    class 0 (share 1) and an image without boxes stay at 1; an image's factor is its rarest class's."""
+    from railvision.data import repeat_factors
+
+    factors = repeat_factors([{0}] * 8 + [{0, 1}, {0}], 0.4)
+    assert factors.tolist() == [1.0] * 8 + [2.0, 1.0]
+    assert repeat_factors([{0}, set()], 0.4).tolist() == [1.0, 1.0]
+    assert repeat_factors([{0}, {1}, {1}, {1}], 0.5).tolist() == pytest.approx([np.sqrt(2), 1, 1, 1])
+
+
+def test_write_repeated_lists_rare_photos_more_often(tmp_path: Path) -> None:
+    from railvision.data import write_repeated
+
+    data, _ = make_dataset(tmp_path / "ds", {"train": 6, "val": 2}, classes=(0,))
+    rare = sorted(load_dataset(data).splits["train"])[0]  # one photo of six also shows class 3
+    label_path(rare).write_text(label_path(rare).read_text() + "3 0.5 0.5 0.1 0.1\n")
+
+    out, entries = write_repeated(data, 0.6, tmp_path / "rep")  # class 3: sqrt(0.6 / (1/6)) = 1.90
+    train = load_dataset(out).splits["train"]
+    assert entries == len(train) in (6, 7)  # the rare photo once or twice (1.90 rounded at random), the rest once
+    assert train.count(rare.resolve()) == entries - 5
+    assert load_dataset(out).splits["val"] == load_dataset(data).splits["val"]
+    assert write_repeated(data, 0.6, tmp_path / "again")[1] == entries  # seeded

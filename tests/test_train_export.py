@@ -57,6 +57,35 @@ def test_hours_budget_cuts_the_run_short(tiny_dataset: Path, tmp_path: Path) -> 
     assert result.seconds < 120
 
 
+def test_repeat_rare_trains_on_the_repeated_list(tiny_dataset: Path, tmp_path: Path, capsys) -> None:
+    """--repeat-rare reaches Ultralytics as a list of the photos with the rare ones repeated; a share outside
+    [0, 1] is refused before anything runs."""
+    import yaml
+
+    from railvision.data import load_dataset
+    from railvision.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        data=tiny_dataset,
+        weights="yolo26n.yaml",
+        epochs=1,
+        imgsz=64,
+        device="cpu",
+        workers=0,
+        project=tmp_path,
+        name="rep",
+        repeat_rare=1.0,
+        val=False,
+    )
+    result = train(cfg)
+    trained_on = yaml.safe_load((result.save_dir / "args.yaml").read_text())["data"]
+    assert Path(trained_on) == result.data == (tmp_path / "rep-repeated" / "data.yaml").resolve()
+    assert len(load_dataset(result.data).splits["train"]) >= len(load_dataset(tiny_dataset).splits["train"])
+    args = ["train", "--data", str(tiny_dataset), "--repeat-rare", "1.5", "--project", str(tmp_path)]
+    assert main(args) == 2
+    assert "--repeat-rare is a share" in capsys.readouterr().err
+
+
 def test_cpu_training_uses_every_core(monkeypatch) -> None:
     import os
     from types import SimpleNamespace

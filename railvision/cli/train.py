@@ -61,6 +61,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--synthetic", type=int, default=0, metavar="N", help="mix N freshly generated synthetic images into training"
     )
+    parser.add_argument(
+        "--repeat-rare",
+        type=float,
+        default=TrainConfig.repeat_rare,
+        metavar="T",
+        help="repeat the photos of classes seen in under a share T of them, by sqrt(T / share) "
+        "(LVIS repeat-factor sampling; e.g. 0.3; default 0: off)",
+    )
     parser.add_argument("--project", type=Path, default=Path("runs/train"), help="parent folder of runs")
     parser.add_argument("--name", default="exp", help="run name (Ultralytics appends a number if it exists)")
     parser.add_argument("--workers", type=int, default=4, help="dataloader worker processes")
@@ -133,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(message)
     args.extra = dict(args.extra)
     cfg = config_from_args(TrainConfig, args)
+    if not 0.0 <= cfg.repeat_rare <= 1.0:
+        raise CommandError(f"--repeat-rare is a share of the photos, in [0, 1]; got {cfg.repeat_rare}")
     if not cfg.resume and not cfg.data.is_file():
         raise CommandError(f"data file not found: {cfg.data}")
     try:
