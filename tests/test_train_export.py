@@ -37,20 +37,11 @@ def test_training_uses_the_measured_optimizer_and_learning_rate(tiny_weights: Pa
 
 
 def test_hours_budget_cuts_the_run_short(tiny_dataset: Path, tmp_path: Path) -> None:
-    from railvision.train import TrainConfig, train
+    from conftest import tiny_train_config
 
-    cfg = TrainConfig(
-        data=tiny_dataset,
-        weights="yolo26n.yaml",
-        epochs=50,
-        hours=2 / 3600,
-        imgsz=64,
-        batch=8,
-        device="cpu",
-        workers=0,
-        project=tmp_path,
-        name="budget",
-    )
+    from railvision.train import train
+
+    cfg = tiny_train_config(tiny_dataset, tmp_path, "budget", epochs=50, hours=2 / 3600)
     result = train(cfg)
     epochs_run = len((result.save_dir / "results.csv").read_text().splitlines()) - 1
     assert result.last.is_file() and 1 <= epochs_run < 50
@@ -61,22 +52,12 @@ def test_repeat_rare_trains_on_the_repeated_list(tiny_dataset: Path, tmp_path: P
     """--repeat-rare reaches Ultralytics as a list of the photos with the rare ones repeated; a share outside
     [0, 1] is refused before anything runs."""
     import yaml
+    from conftest import tiny_train_config
 
     from railvision.data import load_dataset
-    from railvision.train import TrainConfig, train
+    from railvision.train import train
 
-    cfg = TrainConfig(
-        data=tiny_dataset,
-        weights="yolo26n.yaml",
-        epochs=1,
-        imgsz=64,
-        device="cpu",
-        workers=0,
-        project=tmp_path,
-        name="rep",
-        repeat_rare=1.0,
-        val=False,
-    )
+    cfg = tiny_train_config(tiny_dataset, tmp_path, "rep", epochs=1, repeat_rare=1.0, val=False)
     result = train(cfg)
     trained_on = yaml.safe_load((result.save_dir / "args.yaml").read_text())["data"]
     assert Path(trained_on) == result.data == (tmp_path / "rep-repeated" / "data.yaml").resolve()
