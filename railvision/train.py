@@ -244,10 +244,6 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         synth_yaml = generate_synthetic(cfg.synthetic, synth_dir, cfg.seed, cfg.imgsz, log)
         data = merge_datasets(data, synth_yaml, synth_dir / "merged")
         log(f"training on {data} (real + synthetic; validation on the real set)")
-    if cfg.repeat_rare > 0:
-        photos = len(load_dataset(data).splits.get("train", []))
-        data, entries = write_repeated(data, cfg.repeat_rare, Path(cfg.project) / f"{cfg.name}-repeated", cfg.seed)
-        log(f"photos of rare classes repeated (threshold {cfg.repeat_rare}): {photos} photos -> {entries} entries")
 
     if cfg.init_from_class:
         from railvision.heads import write_class_init
@@ -258,6 +254,10 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     device = resolve_device(cfg.device)
     if cfg.solver == "linear":
         return fit_linear(cfg, weights, data, device, log)
+    if cfg.repeat_rare > 0:  # not for the linear fit: each box there is already one sample
+        photos = len(load_dataset(data).splits.get("train", []))
+        data, entries = write_repeated(data, cfg.repeat_rare, Path(cfg.project) / f"{cfg.name}-repeated", cfg.seed)
+        log(f"photos of rare classes repeated (threshold {cfg.repeat_rare}): {photos} photos -> {entries} entries")
     epochs = cfg.epochs
     if epochs is None:
         photos = len(load_dataset(data).splits.get("train", []))
