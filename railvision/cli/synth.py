@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--clean-fraction",
         type=float,
         default=0.0,
-        help="share of scenes without clutter or occluders (lorries, buildings, trees, masts, fences, platforms)",
+        help="share of scenes without clutter or occluders "
+        "(lorries, buildings, trees, masts, fences, platforms, bridge trusses)",
     )
     parser.add_argument(
         "--backgrounds",
