@@ -317,6 +317,8 @@ def _inside(boxes: list[Box[str]], width: int, height: int) -> tuple[list[str], 
 
 
 def write_data_yaml(out: Path, names: Iterable[str], splits: Iterable[str], extra: dict | None = None) -> Path:
+    """``out/data.yaml`` with each of ``splits`` in ``images/SPLIT``; ``extra`` keys (other split entries too)
+    go in as given."""
     import yaml
 
     spec = {s: f"images/{s}" for s in splits} | {"names": dict(enumerate(names))} | (extra or {})
@@ -340,8 +342,6 @@ def repeat_factors(image_classes: list[set[int]], threshold: float) -> np.ndarra
 def write_repeated(data_yaml: str | Path, threshold: float, out: Path, seed: int = 0) -> tuple[Path, int]:
     """A data.yaml whose train split lists each image ``repeat_factors`` times (rounded at random, seeded);
     the other splits as they were. Returns it and the number of training entries."""
-    import yaml
-
     dataset = load_dataset(data_yaml)
     images = dataset.splits.get("train", [])
     classes = [set(read_yolo(label_path(image))[0].astype(int).tolist()) for image in images]
@@ -351,11 +351,11 @@ def write_repeated(data_yaml: str | Path, threshold: float, out: Path, seed: int
     out.mkdir(parents=True, exist_ok=True)
     listing = [str(image.resolve()) for image, r in zip(images, repeats, strict=True) for _ in range(r)]
     (out / "train.txt").write_text("\n".join(listing) + "\n")
-    spec = {"train": str((out / "train.txt").resolve())}
-    spec |= {s: [str(p) for p in split_entries(data_yaml, s)] for s in SPLITS if s != "train" and dataset.splits.get(s)}
-    path = out / "data.yaml"
-    path.write_text(yaml.safe_dump(spec | {"names": dict(enumerate(dataset.names))}, sort_keys=False))
-    return path, len(listing)
+    layout: dict[str, object] = {"train": str((out / "train.txt").resolve())}
+    layout |= {
+        s: [str(p) for p in split_entries(data_yaml, s)] for s in SPLITS if s != "train" and dataset.splits.get(s)
+    }
+    return write_data_yaml(out, dataset.names, (), layout), len(listing)
 
 
 def split_dataset(data_yaml: str | Path, n_train: int, out: Path, seed: int = 0, split: str = "val") -> Path:

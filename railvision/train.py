@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from railvision.data import load_dataset, split_entries, write_repeated
+from railvision.data import load_dataset, split_entries, write_data_yaml, write_repeated
 from railvision.taxonomy import CLASS_NAMES
 from railvision.ultralytics_env import amp_setting, import_ultralytics, resolve_device
 
@@ -183,18 +183,10 @@ def generate_synthetic(n: int, out_dir: Path, seed: int, imgsz: int, log=print) 
 
 def merge_datasets(real: Path, synthetic: Path, out: Path) -> Path:
     """Write a data.yaml training on both sets' train splits and validating on the real set only."""
-    import yaml
-
-    real_spec = yaml.safe_load(real.read_text())
-    merged = {
-        "train": [str(p) for p in split_entries(real, "train") + split_entries(synthetic, "train")],
-        "val": [str(p) for p in split_entries(real, "val")],
-        "names": real_spec["names"],
-    }
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "data.yaml"
-    path.write_text(yaml.safe_dump(merged, sort_keys=False))
-    return path
+    train = [str(p) for p in split_entries(real, "train") + split_entries(synthetic, "train")]
+    layout = {"train": train, "val": [str(p) for p in split_entries(real, "val")]}
+    return write_data_yaml(out, load_dataset(real).names, (), layout)
 
 
 def dataset_names(data_yaml: Path) -> list[str]:
@@ -255,9 +247,8 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     if cfg.solver == "linear":
         return fit_linear(cfg, weights, data, device, log)
     if cfg.repeat_rare > 0:  # not for the linear fit: each box there is already one sample
-        photos = len(load_dataset(data).splits.get("train", []))
         data, entries = write_repeated(data, cfg.repeat_rare, Path(cfg.project) / f"{cfg.name}-repeated", cfg.seed)
-        log(f"photos of rare classes repeated (threshold {cfg.repeat_rare}): {photos} photos -> {entries} entries")
+        log(f"photos of rare classes repeated (threshold {cfg.repeat_rare}): {entries} entries in the train list")
     epochs = cfg.epochs
     if epochs is None:
         photos = len(load_dataset(data).splits.get("train", []))
