@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 GATES = ("prior", "max")  # railvision export --gate
-EPS = 1e-6
+LOG_ONE = -1e-6  # log of the highest score a gated branch gives, so its logit stays finite
 
 
 def detect_head(model: nn.Module) -> nn.Module:
@@ -49,12 +50,16 @@ def frozen_except(model: nn.Module, trainable: str) -> list[int | str]:
     """Ultralytics ``freeze=`` list keeping all but ``trainable`` fixed (BN statistics included):
 
     ``class-rows``: only the final class convs; ``class-branch``: the whole classification branches;
-    ``head``: the detection head (boxes and classes), none of the features."""
+    ``head``: the detection head (boxes and classes), none of the features. A gated model's prior branches
+    stay fixed in every case: they were made for the features that are kept."""
     if trainable not in ("class-rows", "class-branch", "head"):
         raise ValueError(f"trainable must be class-rows, class-branch or head, got {trainable!r}")
     last = len(model.model) - 1
     head = detect_head(model)
     frozen: list[int | str] = list(range(last))
+    for branches, i in class_branches(head):
+        if isinstance(branches[i], PriorGatedBranch):
+            frozen.append(f"{last}.{'cv3' if branches is head.cv3 else 'one2one_cv3'}.{i}.prior")
     if trainable == "head":
         return frozen
     frozen += [f"{last}.{name}" for name in ("cv2", "one2one_cv2") if getattr(head, name, None) is not None]
@@ -126,13 +131,14 @@ class PriorGatedBranch(nn.Module):
         kinds = x
         for i in range(self.depth):
             kinds = self[i](kinds)
-        prior = torch.sigmoid(self.prior(x))
-        share = torch.softmax(kinds, dim=1)
-        share = (share / share.amax(dim=1, keepdim=True)) ** self.sharpness
-        score = prior * share
+        # in log space, so that a wrong kind far below the top one still gets a gradient when the gate is
+        # trained through (a clamped score has none)
+        share = torch.log_softmax(kinds, dim=1)
+        log_score = F.logsigmoid(self.prior(x)) + self.sharpness * (share - share.amax(dim=1, keepdim=True))
         if self.gate == "max":
-            score = torch.maximum(score, torch.sigmoid(kinds))
-        return torch.logit(score.clamp(EPS, 1 - EPS))
+            log_score = torch.maximum(log_score, F.logsigmoid(kinds))
+        log_score = log_score.clamp(max=LOG_ONE)
+        return log_score - torch.log1p(-torch.exp(log_score))  # logit(s) from log(s)
 
 
 def _prior_branch(branch: nn.Module, source: int) -> nn.Sequential:
@@ -155,21 +161,6 @@ def gate_with_prior(model: nn.Module, prior_model: nn.Module, source: int, gate:
 
 def is_gated(model: nn.Module) -> bool:
     return all(isinstance(branches[i], PriorGatedBranch) for branches, i in class_branches(detect_head(model)))
-
-
-def carry_gate(trained: nn.Module, gated_start: nn.Module) -> bool:
-    """Gate ``trained``'s class branches as ``gated_start``'s are (same prior, gate and sharpness).
-
-    For fine-tuning a shipped, gated model with its features frozen: Ultralytics rebuilds a plain head for
-    training, so the gate is put back afterwards. False (and nothing changed) if the start is
-    not gated."""
-    if not is_gated(gated_start):
-        return False
-    starts = [branches[i] for branches, i in class_branches(detect_head(gated_start))]
-    for (branches, i), start in zip(class_branches(detect_head(trained)), starts, strict=True):
-        prior = copy.deepcopy(start.prior).to(next(branches[i].parameters()).dtype)
-        branches[i] = PriorGatedBranch(branches[i], prior, start.gate, start.sharpness)
-    return True
 
 
 def class_index(names: dict[int, str] | list[str], name: str) -> int:
@@ -199,16 +190,6 @@ def write_class_init(weights: str | Path, class_name: str, names: list[str], out
     out.parent.mkdir(parents=True, exist_ok=True)
     yolo.save(out)
     return out
-
-
-def carry_gate_to(weights: list[Path], gated_start: nn.Module) -> bool:
-    """:func:`carry_gate` on checkpoint files, rewritten in place; False if the start is not gated."""
-    for path in weights:
-        yolo = load_yolo(path)
-        if not carry_gate(yolo.model, gated_start):
-            return False
-        yolo.save(path)
-    return True
 
 
 def write_prior_gated(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -196,22 +196,29 @@ def dataset_names(data_yaml: Path) -> list[str]:
     return [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names)
 
 
-def keep_prior_gate(cfg: TrainConfig, start: str, outputs: list[Path], log=print) -> None:
-    """A gated start (the shipped model) keeps its gate when training left the features alone (any
-    ``--train-only``), since the frozen prior branch still reads what it was made for; with the features
-    trained, the gate goes."""
-    if not str(start).endswith(".pt") or not Path(start).is_file():
-        return
-    from railvision.heads import carry_gate_to, is_gated, load_yolo
+def gated_trainer() -> type:
+    """An Ultralytics detection trainer that trains a gated start (the shipped model) as it is, gate included.
 
-    gated_start = load_yolo(start).model
-    if not is_gated(gated_start):
-        return
-    if cfg.train_only:
-        carry_gate_to([p for p in outputs if p.is_file()], gated_start)
-        log("kept the start's prior gate: 'is it a rail vehicle' from the prior, the kinds as trained here")
-    else:
-        log("note: the start's prior gate is dropped (the features changed); the result is a plain detector")
+    Ultralytics builds a fresh head from the model's yaml and copies the weights into it; whether the gated
+    branches come along then depends on whether their widths happen to differ from the fresh ones. Here the
+    start itself is trained: the prior branch keeps finding what COCO found and learns single cars from the
+    photos, the kind rows keep typing as the shipped rows did and adapt too (``--train-only`` freezes the
+    prior with the features)."""
+    from ultralytics.models.yolo.detect import DetectionTrainer
+
+    from railvision.heads import is_gated
+
+    class GatedDetectionTrainer(DetectionTrainer):
+        def get_model(self, cfg=None, weights=None, verbose=True):
+            if weights is None or not is_gated(weights) or weights.nc != self.data["nc"]:
+                return super().get_model(cfg, weights, verbose)
+            model = weights.float()
+            model.names = self.data["names"]
+            for param in model.parameters():
+                param.requires_grad_(True)
+            return model
+
+    return GatedDetectionTrainer
 
 
 def train(cfg: TrainConfig, log=print) -> TrainResult:
@@ -254,11 +261,14 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         photos = len(load_dataset(data).splits.get("train", []))
         epochs = auto_epochs(photos, cfg.batch)
         log(f"{epochs} epochs for {photos} training photos (at least {MIN_STEPS} optimiser steps)")
+    from railvision.heads import frozen_except, is_gated
+
     model = YOLO(weights)
+    gated = is_gated(model.model)
+    if gated:
+        log("training the start with its prior gate: the result keeps it")
     freeze: int | list[int | str] | None = cfg.freeze or None
     if cfg.train_only:
-        from railvision.heads import frozen_except
-
         freeze = frozen_except(model.model, cfg.train_only)
         log(f"training only the {cfg.train_only}; {len(freeze)} layers and branches fixed")
     model.add_callback("on_train_start", use_all_cores)
@@ -270,6 +280,7 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         model.train(resume=True, device=device, workers=cfg.workers)
     else:
         model.train(
+            trainer=gated_trainer() if gated else None,
             data=str(data),
             epochs=epochs,
             imgsz=cfg.imgsz,
@@ -289,8 +300,6 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     seconds = time.perf_counter() - start
     trainer = model.trainer
     save_dir = Path(trainer.save_dir)
-    if not cfg.resume:
-        keep_prior_gate(cfg, weights, [Path(trainer.best), Path(trainer.last)], log)
     metrics = {k: float(v) for k, v in (trainer.metrics or {}).items()}
     return TrainResult(save_dir, Path(trainer.best), Path(trainer.last), metrics, seconds, data, weights)
 
@@ -318,6 +327,5 @@ def fit_linear(cfg: TrainConfig, weights: str, data: Path, device: str, log=prin
     yolo.model.to("cpu")
     yolo.save(last)
     yolo.save(best)
-    keep_prior_gate(replace(cfg, train_only="class-rows"), weights, [best, last], log)
     metrics = {f"accuracy/{k}": v for k, v in accuracy.items()}
     return TrainResult(save_dir, best, last, metrics, time.perf_counter() - start, data, weights)
