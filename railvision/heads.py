@@ -57,9 +57,9 @@ def frozen_except(model: nn.Module, trainable: str) -> list[int | str]:
     last = len(model.model) - 1
     head = detect_head(model)
     frozen: list[int | str] = list(range(last))
-    for branches, i in class_branches(head):
-        if isinstance(branches[i], PriorGatedBranch):
-            frozen.append(f"{last}.{'cv3' if branches is head.cv3 else 'one2one_cv3'}.{i}.prior")
+    for name in ("cv3", "one2one_cv3"):
+        branches = getattr(head, name, None) or []
+        frozen += [f"{last}.{name}.{i}.prior" for i, b in enumerate(branches) if isinstance(b, PriorGatedBranch)]
     if trainable == "head":
         return frozen
     frozen += [f"{last}.{name}" for name in ("cv2", "one2one_cv2") if getattr(head, name, None) is not None]
@@ -94,7 +94,7 @@ def init_class_rows(model: nn.Module, source: int, names: list[str]) -> None:
 
 
 class PriorGatedBranch(nn.Module):
-    """A classification branch whose trained kind rows are gated by a frozen copy of a prior's branch.
+    """A classification branch whose trained kind rows are gated by a copy of a prior's branch.
 
     Output logits ``logit(s_k)`` with ``r_k = (softmax(kinds)_k / max_j softmax(kinds)_j) ** sharpness`` and
 
@@ -103,8 +103,9 @@ class PriorGatedBranch(nn.Module):
     * ``max``: ``s_k = max(sigmoid(kind_k), sigmoid(prior) * r_k)``: the learned detector, plus whatever the
       prior finds and it misses.
 
-    The kind layers are children ``0, 1, ...`` as in a plain branch, so fine-tuning a checkpoint holding this
-    module transfers them into a plain head (Ultralytics matches tensors by name); the prior is ``prior.*``.
+    The kind layers are children ``0, 1, ...`` as in a plain branch (so ``[-1]`` is the rows' conv); the prior
+    is ``prior.*``, frozen when made. Fine-tuning on real photos with the features trained trains it too
+    (``railvision.train.gated_trainer``); ``--train-only`` keeps it fixed (:func:`frozen_except`).
     """
 
     def __init__(self, kinds: nn.Sequential, prior: nn.Sequential, gate: str, sharpness: float = 1.0) -> None:
