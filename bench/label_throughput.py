@@ -3,8 +3,8 @@
     python bench/label_throughput.py [--pt W.pt --onnx W.onnx] [--images 200] [--runs 3] [--workers 2]
 
 Generates an archive of 1280x720 JPEGs and, per run, measures images per second of
-  - the labeller (all output formats written, from a fresh state; decoding in worker threads
-    overlapping ``session.run``),
+  - the labeller (all output formats written, from a fresh state; ``--workers`` lanes, each
+    decoding and running its own one-thread session, so one lane's decoding overlaps the others' model),
   - the engine's own batch throughput: ``Detector.detect`` on lists of ``--batch`` paths, one
     thread (decode, then run, in turn),
   - Ultralytics ``predict`` (stream, its defaults) with the ``.pt`` behind the ONNX file over the
@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--onnx", type=Path, help="the same weights exported (default models/railvision-n.onnx)")
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=2, help="labeller decoding threads")
+    parser.add_argument("--workers", type=int, default=2, help="labeller lanes (CPU) or decoding threads (GPU)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--conf", type=float, default=0.25)
     parser.add_argument("--json", type=Path, default=Path("bench/label_throughput.json"))

@@ -384,6 +384,30 @@ def test_killed_runs_finish_identical_to_an_uninterrupted_run(tmp_path: Path, or
     assert tree_digest(archive) == before
 
 
+def test_lanes_and_the_gpu_batch_path_give_the_same_outputs(
+    archive: Path, tmp_path: Path, oracle_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One lane, three lanes, and decoding threads feeding batches (the GPU path, taken here by a detector
+    that says it runs on CUDA) must write the same files."""
+    assert label(archive, tmp_path / "one", oracle_model, "--annotated", "--workers", "1", "--batch", "3") == 0
+    assert label(archive, tmp_path / "three", oracle_model, "--annotated", "--workers", "3", "--batch", "2") == 0
+    from railvision.labelling import driver
+
+    opened = driver.open_detector
+    lanes_used = []
+
+    def on_cuda(options, threads=None):
+        detector = opened(options, threads)
+        detector.provider = "CUDAExecutionProvider"
+        return detector
+
+    monkeypatch.setattr(driver, "open_detector", on_cuda)
+    monkeypatch.setattr("railvision.labelling.pipeline.label_lanes", lambda *a: lanes_used.append(a) or iter(()))
+    assert label(archive, tmp_path / "batched", oracle_model, "--annotated", "--batch", "3") == 0
+    assert not lanes_used, "the GPU path ran the CPU lanes"
+    assert output_files(tmp_path / "one") == output_files(tmp_path / "three") == output_files(tmp_path / "batched")
+
+
 def test_ray_engine_gives_the_same_outputs(archive: Path, tmp_path: Path, oracle_model: Path) -> None:
     pytest.importorskip("ray")
     assert label(archive, tmp_path / "local", oracle_model, "--annotated") == 0

@@ -32,9 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--format", type=_formats, default=list(FORMATS), help=f"outputs, comma-separated (default {','.join(FORMATS)})"
     )
     parser.add_argument(
-        "--workers", type=int, default=os.cpu_count() or 1, help="decoding threads, or Ray actors (default: CPUs)"
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="lanes on the CPU (one model thread each), decoding threads on a GPU, or Ray actors (default: CPUs)",
     )
-    parser.add_argument("--batch", type=int, default=8, help="images per inference batch (default 8)")
+    parser.add_argument(
+        "--batch", type=int, default=8, help="images saved per step, and per model call on a GPU (default 8)"
+    )
     parser.add_argument("--annotated", action="store_true", help="also write copies with boxes drawn (OUT/annotated)")
     parser.add_argument("--report", action="store_true", help="write a self-contained OUT/report.html")
     parser.add_argument(

@@ -1,6 +1,6 @@
 """``railvision label --engine ray``: the same labelling spread over Ray actors, one ONNX session each.
 
-Actors run exactly the local path's ``prepare`` and ``infer`` on batches of archive
+Actors are the local CPU path's lanes (``pipeline.Labeller``) run on batches of archive
 files and hand back ``Outcome`` objects; the driver saves them to the same SQLite
 state and writes the same outputs, so both engines give identical files. The archive
 must be readable at the same path on every node (a shared mount); outputs stay on the driver.
@@ -11,20 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from railvision.labelling.pipeline import chunks, infer, open_detector, prepare
+from railvision.labelling.pipeline import Labeller, chunks
 from railvision.labelling.records import ArchiveFile, LabelOptions, Outcome
-
-
-class Labeller:
-    """Holds one detector (one thread: Ray spreads the work over actors instead)."""
-
-    def __init__(self, options: LabelOptions) -> None:
-        self.options = options
-        self.detector = open_detector(options, threads=1)
-
-    def label(self, root: str, files: list[ArchiveFile]) -> list[Outcome]:
-        prepared = [prepare(Path(root), f, self.detector, self.options) for f in files]
-        return infer(self.detector, prepared, self.options)
 
 
 def label_ray(
